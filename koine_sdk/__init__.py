@@ -1,0 +1,57 @@
+"""koine_sdk: Python SDK for the Koine gateway (Claude Code CLI over HTTP).
+
+Async::
+
+    from koine_sdk import create_koine
+    async with create_koine(base_url="http://localhost:3100", auth_key="...") as koine:
+        result = await koine.generate_text(prompt="Hello")
+
+Sync (scripts, notebooks, threads)::
+
+    from koine_sdk import create_koine_sync
+    with create_koine_sync() as koine:          # KOINE_BASE_URL / KOINE_AUTH_KEY
+        print(koine.generate_text(prompt="Hello").text)
+"""
+
+from ._config import KoineConfig
+from ._streams import StreamWarning
+from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
+from .errors import ErrorCode, KoineError
+from .sync import (
+    SyncKoineClient,
+    SyncStreamObjectResult,
+    SyncStreamTextResult,
+    create_koine_sync,
+)
+from .types import (
+    ConcurrencySlots,
+    GatewayConcurrency,
+    GenerateObjectResult,
+    GenerateTextResult,
+    HealthStatus,
+    KoineUsage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConcurrencySlots",
+    "ErrorCode",
+    "GatewayConcurrency",
+    "GenerateObjectResult",
+    "GenerateTextResult",
+    "HealthStatus",
+    "KoineClient",
+    "KoineConfig",
+    "KoineError",
+    "KoineUsage",
+    "StreamObjectResult",
+    "StreamTextResult",
+    "StreamWarning",
+    "SyncKoineClient",
+    "SyncStreamObjectResult",
+    "SyncStreamTextResult",
+    "__version__",
+    "create_koine",
+    "create_koine_sync",
+]

@@ -1,0 +1,146 @@
+"""Client configuration: :class:`KoineConfig`, the environment fallback and validation."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .errors import KoineError
+
+__all__ = ["ENV_AUTH_KEY", "ENV_BASE_URL", "ENV_MODEL", "ENV_TIMEOUT", "KoineConfig"]
+
+logger = logging.getLogger("koine_sdk")
+
+ENV_BASE_URL = "KOINE_BASE_URL"
+ENV_AUTH_KEY = "KOINE_AUTH_KEY"
+ENV_TIMEOUT = "KOINE_TIMEOUT"
+ENV_MODEL = "KOINE_MODEL"
+
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class KoineConfig:
+    """Where the gateway is and how to talk to it.
+
+    Args:
+        base_url: the gateway's URL, e.g. ``http://localhost:3100`` (a path prefix is kept).
+        auth_key: the gateway's bearer key (its ``CLAUDE_CODE_GATEWAY_API_KEY``). Never shown in
+            ``repr``, logs or errors.
+        timeout: seconds to wait for the gateway to answer, and for each next stream event.
+        model: default model alias or name (``"sonnet"``, ``"haiku"``, ...); a per-call
+            ``model=`` overrides it.
+    """
+
+    base_url: str
+    auth_key: str = field(repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    model: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"KoineConfig(base_url={self.base_url!r}, auth_key='***', timeout={self.timeout!r}, "
+            f"model={self.model!r})"
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        base_url: str | None = None,
+        auth_key: str | None = None,
+        timeout: float | None = None,
+        model: str | None = None,
+    ) -> KoineConfig:
+        """Build a config from the arguments given, falling back to the environment:
+        ``KOINE_BASE_URL``, ``KOINE_AUTH_KEY``, ``KOINE_TIMEOUT``, ``KOINE_MODEL``."""
+        if timeout is None:
+            env_timeout = os.environ.get(ENV_TIMEOUT)
+            if env_timeout:
+                try:
+                    timeout = float(env_timeout)
+                except ValueError:
+                    raise KoineError(
+                        f"{ENV_TIMEOUT}={env_timeout!r} is not a number of seconds",
+                        "INVALID_CONFIG",
+                    ) from None
+        return cls(
+            base_url=base_url if base_url is not None else os.environ.get(ENV_BASE_URL, ""),
+            auth_key=auth_key if auth_key is not None else os.environ.get(ENV_AUTH_KEY, ""),
+            timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+            model=model if model is not None else (os.environ.get(ENV_MODEL) or None),
+        )
+
+    def validated(self) -> KoineConfig:
+        """Check every field; raise ``KoineError("INVALID_CONFIG")`` naming what is wrong.
+
+        Returns the config with ``base_url`` normalised (no trailing slash)."""
+        base_url = self.base_url
+        if not isinstance(base_url, str) or not base_url.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise KoineError(
+                f"base_url is required (pass base_url= or set {ENV_BASE_URL})", "INVALID_CONFIG"
+            )
+        base_url = base_url.strip()
+        try:
+            parts = urlsplit(base_url)
+            port = parts.port  # raises ValueError for a bad port
+        except ValueError as exc:
+            raise KoineError(f"base_url is not a valid URL: {exc}", "INVALID_CONFIG") from None
+        if parts.scheme not in ("http", "https"):
+            raise KoineError(
+                "base_url must start with http:// or https:// "
+                f"(got scheme {parts.scheme or 'none'!r})",
+                "INVALID_CONFIG",
+            )
+        if not parts.hostname:
+            raise KoineError("base_url has no host", "INVALID_CONFIG")
+        if parts.username is not None or parts.password is not None:
+            raise KoineError(
+                "base_url must not embed credentials (user:password@); pass the key as auth_key",
+                "INVALID_CONFIG",
+            )
+        if parts.query or parts.fragment:
+            raise KoineError("base_url must not have a query or fragment", "INVALID_CONFIG")
+        del port
+        auth_key = self.auth_key
+        if not isinstance(auth_key, str) or not auth_key.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise KoineError(
+                f"auth_key is required (pass auth_key= or set {ENV_AUTH_KEY})", "INVALID_CONFIG"
+            )
+        if any(c in auth_key for c in "\r\n\x00"):
+            raise KoineError("auth_key contains a control character", "INVALID_CONFIG")
+        timeout = self.timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)  # pyright: ignore[reportUnnecessaryIsInstance]
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise KoineError(
+                f"timeout must be a positive number of seconds (got {timeout!r})", "INVALID_CONFIG"
+            )
+        model = self.model
+        if model is not None and (not isinstance(model, str) or not model.strip()):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise KoineError("model must be a non-empty string or None", "INVALID_CONFIG")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            logger.warning(
+                "koine_sdk: sending the auth key over plain http to %s; use https outside "
+                "loopback",
+                parts.hostname,
+            )
+        return KoineConfig(
+            base_url=base_url.rstrip("/"), auth_key=auth_key, timeout=float(timeout), model=model
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

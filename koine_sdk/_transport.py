@@ -1,0 +1,320 @@
+"""Requests on the wire: one pooled ``httpx.AsyncClient``, headers, bodies, retries, timeouts,
+and the translation of every HTTP-level failure into a :class:`KoineError`.
+
+This is the only module that talks to httpx. Tests and users swap the network through
+``http_client=`` (any ``httpx.AsyncClient``, e.g. one with a custom transport).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from ._config import KoineConfig
+from ._sse import ServerSentEvent, SSEDecoder
+from .errors import KoineError, error_from_response
+
+__all__ = ["Transport", "build_body"]
+
+_USER_AGENT = "koine-sdk-python/0.1.0"
+_MAX_ERROR_BODY = 64 * 1024
+# After ``done`` the gateway ends the body at once; a server that keeps talking is cut off.
+_DRAIN_AFTER_DONE_SECONDS = 2.0
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Building a context loads the CA bundle (~50 ms here); do it once per process, not per client.
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def build_body(
+    *,
+    prompt: object,
+    system: object = None,
+    session_id: object = None,
+    allowed_tools: object = None,
+    model: object = None,
+    schema: dict[str, Any] | None = None,
+) -> bytes:
+    """The JSON body of a POST: camelCase names, absent fields omitted (never ``null``)."""
+    if not isinstance(prompt, str):
+        raise KoineError(
+            f"prompt must be a string (got {type(prompt).__name__})", "INVALID_ARGUMENT"
+        )
+    body: dict[str, Any] = {"prompt": prompt}
+    for name, wire, value in (
+        ("system", "system", system),
+        ("session_id", "sessionId", session_id),
+        ("model", "model", model),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise KoineError(
+                f"{name} must be a string (got {type(value).__name__})", "INVALID_ARGUMENT"
+            )
+        body[wire] = value
+    if allowed_tools is not None:
+        if isinstance(allowed_tools, str) or not isinstance(allowed_tools, Sequence | set):
+            raise KoineError(
+                "allowed_tools must be a list of tool names such as ['Read', 'Glob'] "
+                f"(got {type(allowed_tools).__name__})",
+                "INVALID_ARGUMENT",
+            )
+        tools: list[str] = []
+        for tool in allowed_tools:  # pyright: ignore[reportUnknownVariableType]
+            if not isinstance(tool, str) or not tool:
+                raise KoineError(
+                    f"allowed_tools holds {tool!r}; tool names are non-empty strings",
+                    "INVALID_ARGUMENT",
+                )
+            tools.append(tool)
+        body["allowedTools"] = tools
+    if schema is not None:
+        body["schema"] = schema
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _translate(exc: httpx.HTTPError, *, during: str) -> KoineError:
+    """An httpx failure as a KoineError (the key is never part of the message)."""
+    if isinstance(exc, httpx.TimeoutException):
+        kind = {
+            httpx.ConnectTimeout: "connecting to the gateway",
+            httpx.ReadTimeout: "waiting for the gateway",
+            httpx.WriteTimeout: "sending the request",
+            httpx.PoolTimeout: "waiting for a free connection",
+        }.get(type(exc), "waiting for the gateway")
+        err = KoineError(f"timed out {kind} ({during})", "REQUEST_TIMEOUT")
+    elif isinstance(exc, httpx.ConnectError):
+        err = KoineError(
+            f"could not connect to the gateway ({during}): {exc}. Is it running at base_url?",
+            "NETWORK_ERROR",
+        )
+    else:
+        err = KoineError(f"network error ({during}): {type(exc).__name__}: {exc}", "NETWORK_ERROR")
+    return err
+
+
+class Transport:
+    """Sends requests for one client. Owns (or borrows) the pooled ``httpx.AsyncClient``.
+
+    An httpx pool belongs to the event loop that made it, so a client used under two loops in
+    turn (a script calling ``asyncio.run`` twice, or the sync client's private loop) gets one
+    pool per loop, made on first use there.
+    """
+
+    def __init__(
+        self,
+        config: KoineConfig,
+        *,
+        max_retries: int = 0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.max_retries = max_retries
+        self._own_client = http_client is None
+        self._client: httpx.AsyncClient | None = http_client
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._headers = {
+            "Authorization": f"Bearer {config.auth_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "User-Agent": _USER_AGENT,
+        }
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.config.base_url!r})"
+
+    # -- the pool -------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._closed:
+            raise KoineError("this client is closed", "CLIENT_CLOSED")
+        if not self._own_client:
+            assert self._client is not None
+            return self._client
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop or self._client.is_closed:
+            # A pool of a loop that is gone cannot be closed from here; drop it.
+            self._client = httpx.AsyncClient(
+                timeout=self.config.timeout,
+                verify=_ssl_context(),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                trust_env=True,
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if self._own_client and client is not None and not client.is_closed:
+            try:
+                if self._client_loop is asyncio.get_running_loop():
+                    await client.aclose()
+            except RuntimeError:
+                pass
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return self.config.base_url + path
+
+    def _timeout(self, timeout: float | None) -> httpx.Timeout:
+        t = self.config.timeout if timeout is None else timeout
+        return httpx.Timeout(t)
+
+    async def _retry_wait(self, attempt: int, error: KoineError) -> bool:
+        """Sleep before retry ``attempt`` (1-based) if allowed; return whether to retry."""
+        if attempt > self.max_retries:
+            return False
+        if error.code == "CONCURRENCY_LIMIT_ERROR":
+            delay = error.retry_after if error.retry_after is not None else 1.0 * attempt
+        elif error.code == "NETWORK_ERROR" and error.status is None:
+            delay = min(8.0, 0.25 * 2 ** (attempt - 1))
+        else:
+            return False
+        await asyncio.sleep(delay * (0.9 + 0.2 * random.random()))
+        return True
+
+    async def request_json(
+        self, method: str, path: str, body: bytes | None = None, *, timeout: float | None = None,
+        ok_statuses: tuple[int, ...] = (),
+    ) -> tuple[int, bytes]:
+        """Send a request; return (status, body) of a 2xx answer (or one in ``ok_statuses``),
+        raise a KoineError otherwise. Retries as configured."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                client = self._http()
+                response = await client.request(
+                    method,
+                    self._url(path),
+                    content=body,
+                    headers=self._headers,
+                    timeout=self._timeout(timeout),
+                )
+            except httpx.HTTPError as exc:
+                error = _translate(exc, during=f"{method} {path}")
+                if isinstance(exc, httpx.ConnectError) and await self._retry_wait(attempt, error):
+                    continue
+                raise error from None
+            status = response.status_code
+            if 200 <= status < 300 or status in ok_statuses:
+                return status, response.content
+            error = error_from_response(status, response.content, response.headers)
+            if await self._retry_wait(attempt, error):
+                continue
+            raise error
+
+    @asynccontextmanager
+    async def stream_events(
+        self, path: str, body: bytes, *, timeout: float | None = None
+    ) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+        """POST and yield an async iterator of the response's events.
+
+        Errors before the first event (status, connection) raise here, retried as configured;
+        leaving the context closes the connection unless the body was read to its end.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            client = self._http()
+            request = client.build_request(
+                "POST", self._url(path), content=body, headers=self._headers,
+                timeout=self._timeout(timeout),
+            )
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                error = _translate(exc, during=f"POST {path}")
+                if isinstance(exc, httpx.ConnectError) and await self._retry_wait(attempt, error):
+                    continue
+                raise error from None
+            status = response.status_code
+            if not 200 <= status < 300:
+                try:
+                    content = await _read_capped(response)
+                except httpx.HTTPError:
+                    content = b""
+                finally:
+                    await response.aclose()
+                error = error_from_response(status, content, response.headers)
+                if await self._retry_wait(attempt, error):
+                    continue
+                raise error
+            ctype = response.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                try:
+                    content = await _read_capped(response)
+                except httpx.HTTPError:
+                    content = b""
+                finally:
+                    await response.aclose()
+                raise KoineError(
+                    f"expected an event stream from POST {path}, got {ctype or 'no content type'}",
+                    "INVALID_RESPONSE",
+                    content.decode("utf-8", "replace")[:4096],
+                    status=status,
+                )
+            break
+        try:
+            yield _events(response, path)
+        finally:
+            await response.aclose()
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= _MAX_ERROR_BODY:
+            break
+    return b"".join(parts)
+
+
+async def _events(response: httpx.Response, path: str) -> AsyncIterator[ServerSentEvent]:
+    decoder = SSEDecoder()
+    try:
+        async for chunk in response.aiter_bytes():
+            for event in decoder.feed(chunk):
+                yield event
+                if event.event == "done":
+                    await _drain(response)
+                    return
+    except httpx.HTTPError as exc:
+        if isinstance(exc, httpx.TimeoutException):
+            raise KoineError(
+                f"no event from the gateway within the timeout (POST {path})", "REQUEST_TIMEOUT"
+            ) from None
+        raise KoineError(
+            f"the connection broke during the stream (POST {path}): {type(exc).__name__}: {exc}",
+            "STREAM_INCOMPLETE",
+        ) from None
+    for event in decoder.close():
+        yield event
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read what follows ``done`` so the connection can return to the pool."""
+    try:
+        async with asyncio.timeout(_DRAIN_AFTER_DONE_SECONDS):
+            async for _ in response.aiter_bytes():
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass

@@ -1,0 +1,462 @@
+"""The async client: glues :mod:`._transport` (the wire) to :mod:`._sse` and :mod:`._streams`
+(the protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar, overload
+
+import httpx
+from pydantic import ValidationError
+
+from ._config import KoineConfig
+from ._partial import PartialParser
+from ._sse import ServerSentEvent
+from ._streams import ObjectStreamState, StreamState, StreamWarning, TextStreamState
+from ._transport import Transport, build_body
+from .errors import KoineError
+from .types import (
+    GenerateObjectResult,
+    GenerateTextResult,
+    HealthStatus,
+    KoineUsage,
+    _GenerateObjectWire,  # pyright: ignore[reportPrivateUsage]
+)
+
+__all__ = ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=StreamState)
+
+
+def _invalid_response(what: str, body: bytes) -> KoineError:
+    return KoineError(
+        f"the gateway's answer is not {what}",
+        "INVALID_RESPONSE",
+        body.decode("utf-8", "replace")[:4096],
+        status=200,
+    )
+
+
+class KoineClient:
+    """Async client of a Koine gateway. Make it with :func:`create_koine`.
+
+    One pooled HTTP client serves every call; close it with ``await koine.aclose()`` or use
+    ``async with create_koine(...) as koine:``. The auth key never appears in ``repr``.
+    """
+
+    def __init__(
+        self,
+        config: KoineConfig,
+        *,
+        max_retries: int = 0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise KoineError(
+                f"max_retries must be a whole number >= 0 (got {max_retries!r})", "INVALID_CONFIG"
+            )
+        self.config = config.validated()
+        self._transport = Transport(self.config, max_retries=max_retries, http_client=http_client)
+
+    def __repr__(self) -> str:
+        return f"KoineClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a client you passed in as ``http_client`` stays open)."""
+        await self._transport.aclose()
+
+    @property
+    def max_retries(self) -> int:
+        return self._transport.max_retries
+
+    def _body(
+        self,
+        prompt: str,
+        system: str | None,
+        session_id: str | None,
+        allowed_tools: Sequence[str] | None,
+        model: str | None,
+        schema: dict[str, Any] | None = None,
+    ) -> bytes:
+        return build_body(
+            prompt=prompt,
+            system=system,
+            session_id=session_id,
+            allowed_tools=allowed_tools,
+            model=model if model is not None else self.config.model,
+            schema=schema,
+        )
+
+    # -- text -------------------------------------------------------------------------------
+
+    async def generate_text(
+        self,
+        *,
+        prompt: str,
+        system: str | None = None,
+        session_id: str | None = None,
+        allowed_tools: Sequence[str] | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> GenerateTextResult:
+        """Generate text from a prompt. ``session_id`` continues an earlier conversation;
+        ``allowed_tools`` narrows the CLI tools the gateway allows."""
+        body = self._body(prompt, system, session_id, allowed_tools, model)
+        _, content = await self._transport.request_json(
+            "POST", "/generate-text", body, timeout=timeout
+        )
+        try:
+            return GenerateTextResult.model_validate_json(content)
+        except ValidationError:
+            raise _invalid_response("a generate-text result", content) from None
+
+    def stream_text(
+        self,
+        *,
+        prompt: str,
+        system: str | None = None,
+        session_id: str | None = None,
+        allowed_tools: Sequence[str] | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> StreamTextResult:
+        """Stream text as it is written: ``async with koine.stream_text(prompt=...) as r:``
+        then ``async for chunk in r.text_stream``; afterwards ``await r.text()``,
+        ``await r.usage()``, ``await r.session_id()``."""
+        body = self._body(prompt, system, session_id, allowed_tools, model)
+        return StreamTextResult(self._transport, "/stream", body, timeout, TextStreamState())
+
+    # -- objects ----------------------------------------------------------------------------
+
+    async def generate_object(
+        self,
+        *,
+        prompt: str,
+        schema: type[T],
+        system: str | None = None,
+        session_id: str | None = None,
+        allowed_tools: Sequence[str] | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> GenerateObjectResult[T]:
+        """Extract an object of ``schema`` (a Pydantic model class, or a type such as
+        ``list[Model]``). The object is validated; a mismatch raises ``VALIDATION_ERROR`` with
+        the raw JSON text in ``raw_text``."""
+        parser = PartialParser(schema)
+        body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
+        _, content = await self._transport.request_json(
+            "POST", "/generate-object", body, timeout=timeout
+        )
+        try:
+            wire = _GenerateObjectWire.model_validate_json(content)
+        except ValidationError:
+            raise _invalid_response("a generate-object result", content) from None
+        obj = parser.validate_final(wire.object, wire.raw_text)
+        return GenerateObjectResult[T](
+            object=obj, raw_text=wire.raw_text, usage=wire.usage, session_id=wire.session_id
+        )
+
+    def stream_object(
+        self,
+        *,
+        prompt: str,
+        schema: type[T],
+        system: str | None = None,
+        session_id: str | None = None,
+        allowed_tools: Sequence[str] | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> StreamObjectResult[T]:
+        """Stream an object as its JSON is written: ``async with koine.stream_object(...) as r:``
+        then ``async for partial in r.partial_object_stream`` (each a partial view of
+        ``schema``: any field may still be missing); afterwards ``await r.object()``."""
+        parser = PartialParser(schema)
+        body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
+        return StreamObjectResult(
+            self._transport, "/stream-object", body, timeout, ObjectStreamState(parser)
+        )
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def health(self, *, timeout: float | None = None) -> HealthStatus:
+        """The gateway's ``/health`` (a 503 "unhealthy" answer is returned, not raised)."""
+        _, content = await self._transport.request_json(
+            "GET", "/health", None, timeout=timeout, ok_statuses=(503,)
+        )
+        try:
+            return HealthStatus.model_validate_json(content)
+        except ValidationError:
+            raise _invalid_response("a health status", content) from None
+
+
+class _BaseStream(Generic[S]):
+    """The shared machinery of both streams: one reader pulls events from the wire and feeds
+    the state machine; items not yet taken by the user wait in ``_pending``."""
+
+    def __init__(
+        self, transport: Transport, path: str, body: bytes, timeout: float | None, state: S
+    ) -> None:
+        self._transport = transport
+        self._path = path
+        self._body = body
+        self._timeout = timeout
+        self._state = state
+        self._pending: deque[Any] = deque()
+        self._cm: Any = None
+        self._events: AsyncIterator[ServerSentEvent] | None = None
+        self._finished = False
+        self._failure: KoineError | None = None
+        self._lock = asyncio.Lock()
+        self._entered = False
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise KoineError("a stream can be entered once", "INVALID_ARGUMENT")
+        self._entered = True
+        cm = self._transport.stream_events(self._path, self._body, timeout=self._timeout)
+        self._events = await cm.__aenter__()
+        self._cm = cm
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream: the connection is closed at once unless it was read to its end
+        (closing early is how the gateway learns to stop its CLI)."""
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            events = self._events
+            self._events = None
+            if events is not None:
+                await events.aclose()  # type: ignore[attr-defined]
+            await cm.__aexit__(None, None, None)
+        if not self._finished:
+            self._finished = True
+            if self._failure is None:
+                self._failure = KoineError(
+                    "the stream was closed before it ended", "STREAM_INCOMPLETE"
+                )
+
+    def _feed(self, event: ServerSentEvent) -> Any | None:
+        raise NotImplementedError
+
+    async def _pump(self) -> None:
+        """Read one event (or the end of the body) and update state; never called after the
+        stream finished."""
+        async with self._lock:
+            if self._finished:
+                return
+            if self._events is None:
+                raise KoineError(
+                    "use the stream inside 'async with' (the request is sent on entry)",
+                    "INVALID_ARGUMENT",
+                )
+            try:
+                event = await self._events.__anext__()
+            except StopAsyncIteration:
+                self._finished = True
+                try:
+                    self._state.end_of_body()
+                except KoineError as exc:
+                    self._failure = exc
+                await self.aclose()
+                return
+            except KoineError as exc:
+                self._finished = True
+                self._failure = exc
+                await self.aclose()
+                return
+            try:
+                item = self._feed(event)
+            except KoineError as exc:
+                self._finished = True
+                self._failure = exc
+                await self.aclose()
+                return
+            if item is not None:
+                self._pending.append(item)
+
+    async def _items(self) -> AsyncIterator[Any]:
+        while True:
+            if self._pending:
+                yield self._pending.popleft()
+                continue
+            if self._finished:
+                if self._failure is not None:
+                    raise self._failure
+                self._check_end()
+                return
+            await self._pump()
+
+    def _check_end(self) -> None:
+        """After the stream ended: raise the stream's error, if any (text/partials stay)."""
+        self._state.check_result()
+
+    async def _until_finished(self) -> None:
+        while not self._finished:
+            await self._pump()
+        if self._failure is not None:
+            raise self._failure
+
+    async def usage(self) -> KoineUsage:
+        """Token usage (waits for the end of the stream)."""
+        await self._until_finished()
+        self._check_end()
+        assert self._state.usage is not None
+        return self._state.usage
+
+    async def session_id(self) -> str:
+        """The id to resume this conversation with (waits for the ``result`` event: on a new
+        conversation only that id is resumable; see :attr:`provisional_session_id`)."""
+        while self._state.session_id is None and not self._finished:
+            await self._pump()
+        if self._state.session_id is None:
+            if self._failure is not None:
+                raise self._failure
+            self._check_end()
+        assert self._state.session_id is not None
+        return self._state.session_id
+
+    @property
+    def provisional_session_id(self) -> str | None:
+        """The ``session`` event's id, known early. On a new conversation it is NOT the
+        resumable id; use ``await r.session_id()`` for the next turn."""
+        return self._state.provisional_session_id
+
+    @property
+    def warnings(self) -> list[StreamWarning]:
+        """``warning`` events received so far."""
+        return list(self._state.warnings)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+
+class StreamTextResult(_BaseStream[TextStreamState]):
+    """A text stream in progress (see :meth:`KoineClient.stream_text`)."""
+
+    def _feed(self, event: ServerSentEvent) -> str | None:
+        return self._state.feed(event)
+
+    @property
+    def text_stream(self) -> AsyncIterator[str]:
+        """The text deltas, as they arrive. Raises ``KoineError`` if the stream fails (the
+        text received until then stays in :attr:`received_text`)."""
+        return self._items()
+
+    @property
+    def received_text(self) -> str:
+        """All text received so far (also after a failure)."""
+        return self._state.text
+
+    async def text(self) -> str:
+        """The full text (reads the rest of the stream if it was not consumed)."""
+        await self._until_finished()
+        self._check_end()
+        return self._state.text
+
+
+class StreamObjectResult(_BaseStream[ObjectStreamState[T]], Generic[T]):
+    """An object stream in progress (see :meth:`KoineClient.stream_object`)."""
+
+    def _feed(self, event: ServerSentEvent) -> Any | None:
+        return self._state.feed(event)
+
+    def _check_end(self) -> None:
+        st = self._state
+        if st.error is not None:
+            raise st.error
+        if st.session_id is None or st.usage is None:
+            raise KoineError("the stream ended without a 'result' event", "STREAM_INCOMPLETE")
+
+    @property
+    def partial_object_stream(self) -> AsyncIterator[Any]:
+        """Partial objects as the JSON arrives: each is an instance of the schema's partial
+        view (every field optional). Incomplete data never raises here; the stream's own
+        error does, after the partials received before it."""
+        return self._items()
+
+    @property
+    def latest_partial(self) -> Any:
+        """The newest partial object received (``None`` before the first)."""
+        return self._state.partial
+
+    @property
+    def raw_text(self) -> str:
+        """The JSON text received so far."""
+        return self._state.raw_text
+
+    async def object(self) -> T:
+        """The final object, validated against the schema (``VALIDATION_ERROR`` with the raw
+        JSON in ``raw_text`` when it does not match)."""
+        await self._until_finished()
+        return self._state.final_object()
+
+
+@overload
+def create_koine(config: KoineConfig, /, *, max_retries: int = ..., http_client: httpx.AsyncClient | None = ...) -> KoineClient: ...
+@overload
+def create_koine(
+    config: None = None,
+    /,
+    *,
+    base_url: str | None = ...,
+    auth_key: str | None = ...,
+    timeout: float | None = ...,
+    model: str | None = ...,
+    max_retries: int = ...,
+    http_client: httpx.AsyncClient | None = ...,
+) -> KoineClient: ...
+def create_koine(
+    config: KoineConfig | None = None,
+    /,
+    *,
+    base_url: str | None = None,
+    auth_key: str | None = None,
+    timeout: float | None = None,
+    model: str | None = None,
+    max_retries: int = 0,
+    http_client: httpx.AsyncClient | None = None,
+) -> KoineClient:
+    """Create an async client. Pass a :class:`KoineConfig`, or keywords; what is not given
+    comes from the environment (``KOINE_BASE_URL``, ``KOINE_AUTH_KEY``, ``KOINE_TIMEOUT``,
+    ``KOINE_MODEL``). The configuration is validated once, here (``INVALID_CONFIG``).
+
+    ``max_retries`` (default 0: the SDK does not retry) retries 429 answers, waiting
+    ``Retry-After``, and connection failures, before any response was used.
+    """
+    if config is None:
+        config = KoineConfig.from_env(
+            base_url=base_url, auth_key=auth_key, timeout=timeout, model=model
+        )
+    elif not isinstance(config, KoineConfig):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise KoineError(
+            f"create_koine takes a KoineConfig (got {type(config).__name__})", "INVALID_CONFIG"
+        )
+    elif any(v is not None for v in (base_url, auth_key, timeout, model)):
+        raise KoineError(
+            "pass either a KoineConfig or keyword settings, not both", "INVALID_CONFIG"
+        )
+    return KoineClient(config, max_retries=max_retries, http_client=http_client)

@@ -1,0 +1,32 @@
+"""Shared fixtures. The local gateway fixtures (``koine_gateway``, ...) come from the
+``koine_sdk.testing`` pytest plugin, registered by the package's entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from koine_sdk import KoineClient, SyncKoineClient, create_koine, create_koine_sync
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("KOINE_SHARED_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+async def koine(koine_gateway: Any) -> AsyncIterator[KoineClient]:
+    client = create_koine(base_url=koine_gateway.base_url, auth_key=koine_gateway.auth_key)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def koine_sync(koine_gateway: Any) -> Iterator[SyncKoineClient]:
+    client = create_koine_sync(base_url=koine_gateway.base_url, auth_key=koine_gateway.auth_key)
+    yield client
+    client.close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from koine_sdk import KoineConfig
 
 
 @contextlib.contextmanager
-def gateway_config() -> Iterator[KoineConfig]:
+def gateway_config() -> Generator[KoineConfig]:
     if os.environ.get("KOINE_BASE_URL"):
         yield KoineConfig.from_env()
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from pydantic import BaseModel
 
@@ -28,7 +28,7 @@ class Recipe(BaseModel):
 
 
 @contextlib.contextmanager
-def _gateway() -> Iterator[KoineConfig]:
+def _gateway() -> Generator[KoineConfig]:
     if os.environ.get("KOINE_BASE_URL"):
         config = KoineConfig.from_env()
         print(f"Gateway: {config.base_url} (from KOINE_BASE_URL)")

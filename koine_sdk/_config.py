@@ -128,8 +128,7 @@ class KoineConfig:
             raise KoineError("model must be a non-empty string or None", "INVALID_CONFIG")
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
             logger.warning(
-                "koine_sdk: sending the auth key over plain http to %s; use https outside "
-                "loopback",
+                "koine_sdk: sending the auth key over plain http to %s; use https outside loopback",
                 parts.hostname,
             )
         return KoineConfig(

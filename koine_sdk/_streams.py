@@ -20,7 +20,7 @@ from ._sse import ServerSentEvent
 from .errors import KoineError
 from .types import KoineUsage
 
-__all__ = ["ObjectStreamState", "StreamState", "TextStreamState", "StreamWarning"]
+__all__ = ["ObjectStreamState", "StreamState", "StreamWarning", "TextStreamState"]
 
 T = TypeVar("T")
 
@@ -81,8 +81,15 @@ def _shape_error(event: ServerSentEvent, what: str) -> KoineError:
 class StreamState:
     """What every stream knows: session ids, usage, warnings, error, done."""
 
-    __slots__ = ("done", "done_info", "error", "provisional_session_id", "session_id", "usage",
-                 "warnings")
+    __slots__ = (
+        "done",
+        "done_info",
+        "error",
+        "provisional_session_id",
+        "session_id",
+        "usage",
+        "warnings",
+    )
 
     def __init__(self) -> None:
         self.provisional_session_id: str | None = None
@@ -145,9 +152,7 @@ class StreamState:
         if self.error is not None:
             raise self.error
         if self.session_id is None or self.usage is None:
-            raise KoineError(
-                "the stream ended without a 'result' event", "STREAM_INCOMPLETE"
-            )
+            raise KoineError("the stream ended without a 'result' event", "STREAM_INCOMPLETE")
 
 
 class TextStreamState(StreamState):

@@ -12,7 +12,7 @@ import functools
 import json
 import random
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -89,12 +89,14 @@ def build_body(
 def _translate(exc: httpx.HTTPError, *, during: str) -> KoineError:
     """An httpx failure as a KoineError (the key is never part of the message)."""
     if isinstance(exc, httpx.TimeoutException):
-        kind = {
-            httpx.ConnectTimeout: "connecting to the gateway",
-            httpx.ReadTimeout: "waiting for the gateway",
-            httpx.WriteTimeout: "sending the request",
-            httpx.PoolTimeout: "waiting for a free connection",
-        }.get(type(exc), "waiting for the gateway")
+        if isinstance(exc, httpx.ConnectTimeout):
+            kind = "connecting to the gateway"
+        elif isinstance(exc, httpx.WriteTimeout):
+            kind = "sending the request"
+        elif isinstance(exc, httpx.PoolTimeout):
+            kind = "waiting for a free connection"
+        else:
+            kind = "waiting for the gateway"
         err = KoineError(f"timed out {kind} ({during})", "REQUEST_TIMEOUT")
     elif isinstance(exc, httpx.ConnectError):
         err = KoineError(
@@ -190,7 +192,12 @@ class Transport:
         return True
 
     async def request_json(
-        self, method: str, path: str, body: bytes | None = None, *, timeout: float | None = None,
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        timeout: float | None = None,
         ok_statuses: tuple[int, ...] = (),
     ) -> tuple[int, bytes]:
         """Send a request; return (status, body) of a 2xx answer (or one in ``ok_statuses``),
@@ -223,7 +230,7 @@ class Transport:
     @asynccontextmanager
     async def stream_events(
         self, path: str, body: bytes, *, timeout: float | None = None
-    ) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+    ) -> AsyncGenerator[AsyncIterator[ServerSentEvent]]:
         """POST and yield an async iterator of the response's events.
 
         Errors before the first event (status, connection) raise here, retried as configured;
@@ -234,7 +241,10 @@ class Transport:
             attempt += 1
             client = self._http()
             request = client.build_request(
-                "POST", self._url(path), content=body, headers=self._headers,
+                "POST",
+                self._url(path),
+                content=body,
+                headers=self._headers,
                 timeout=self._timeout(timeout),
             )
             try:

@@ -416,7 +416,9 @@ class StreamObjectResult(_BaseStream[ObjectStreamState[T]], Generic[T]):
 
 
 @overload
-def create_koine(config: KoineConfig, /, *, max_retries: int = ..., http_client: httpx.AsyncClient | None = ...) -> KoineClient: ...
+def create_koine(
+    config: KoineConfig, /, *, max_retries: int = ..., http_client: httpx.AsyncClient | None = ...
+) -> KoineClient: ...
 @overload
 def create_koine(
     config: None = None,

@@ -122,7 +122,7 @@ class _LoopThread:
         if final is not None:
             try:
                 asyncio.run_coroutine_threadsafe(final, loop).result(timeout=5)
-            except Exception:  # noqa: BLE001 - closing must not raise
+            except Exception:
                 pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
@@ -178,8 +178,12 @@ class SyncKoineClient:
         """See :meth:`KoineClient.generate_text`."""
         return self._runner.run(
             self._async.generate_text(
-                prompt=prompt, system=system, session_id=session_id,
-                allowed_tools=allowed_tools, model=model, timeout=timeout,
+                prompt=prompt,
+                system=system,
+                session_id=session_id,
+                allowed_tools=allowed_tools,
+                model=model,
+                timeout=timeout,
             )
         )
 
@@ -197,8 +201,13 @@ class SyncKoineClient:
         """See :meth:`KoineClient.generate_object`."""
         return self._runner.run(
             self._async.generate_object(
-                prompt=prompt, schema=schema, system=system, session_id=session_id,
-                allowed_tools=allowed_tools, model=model, timeout=timeout,
+                prompt=prompt,
+                schema=schema,
+                system=system,
+                session_id=session_id,
+                allowed_tools=allowed_tools,
+                model=model,
+                timeout=timeout,
             )
         )
 
@@ -214,8 +223,12 @@ class SyncKoineClient:
     ) -> SyncStreamTextResult:
         """``with koine.stream_text(prompt=...) as r: for chunk in r.text_stream: ...``"""
         astream = self._async.stream_text(
-            prompt=prompt, system=system, session_id=session_id,
-            allowed_tools=allowed_tools, model=model, timeout=timeout,
+            prompt=prompt,
+            system=system,
+            session_id=session_id,
+            allowed_tools=allowed_tools,
+            model=model,
+            timeout=timeout,
         )
         return SyncStreamTextResult(self._runner, astream)
 
@@ -233,8 +246,13 @@ class SyncKoineClient:
         """``with koine.stream_object(prompt=..., schema=M) as r:
         for partial in r.partial_object_stream: ...``"""
         astream = self._async.stream_object(
-            prompt=prompt, schema=schema, system=system, session_id=session_id,
-            allowed_tools=allowed_tools, model=model, timeout=timeout,
+            prompt=prompt,
+            schema=schema,
+            system=system,
+            session_id=session_id,
+            allowed_tools=allowed_tools,
+            model=model,
+            timeout=timeout,
         )
         return SyncStreamObjectResult(self._runner, astream)
 
@@ -292,7 +310,7 @@ class _SyncStream(Generic[A]):
         try:
             async for item in self._astream._items():  # pyright: ignore[reportPrivateUsage]
                 put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+        except BaseException as exc:
             put(_Failure(exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise

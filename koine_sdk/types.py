@@ -65,7 +65,7 @@ class GenerateObjectResult(_WireModel, Generic[T]):
     session_id: str
 
 
-class _GenerateObjectWire(_WireModel):
+class _GenerateObjectWire(_WireModel):  # pyright: ignore[reportUnusedClass]
     """``/generate-object`` as sent; ``object`` is checked against the schema afterwards."""
 
     object: Any

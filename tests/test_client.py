@@ -63,7 +63,9 @@ class Person(BaseModel):
         ({"base_url": "http://h", "auth_key": "k", "model": ""}, "model"),
     ],
 )
-def test_invalid_config(kwargs: dict[str, Any], needle: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_config(
+    kwargs: dict[str, Any], needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("KOINE_BASE_URL", raising=False)
     monkeypatch.delenv("KOINE_AUTH_KEY", raising=False)
     with pytest.raises(KoineError) as info:
@@ -358,7 +360,9 @@ async def test_health(koine: KoineClient) -> None:
 # -- connections -----------------------------------------------------------------------------
 
 
-async def test_one_pooled_connection_for_sequential_calls(koine: KoineClient, koine_gateway: Any) -> None:
+async def test_one_pooled_connection_for_sequential_calls(
+    koine: KoineClient, koine_gateway: Any
+) -> None:
     for i in range(10):
         await koine.generate_text(prompt=f"n{i}")
     async with koine.stream_text(prompt="a stream") as r:

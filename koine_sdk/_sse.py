@@ -1,0 +1,219 @@
+"""Bytes → events: an incremental Server-Sent Events decoder with no I/O inside (sans-IO).
+
+Feed it the response body in whatever pieces the network delivers; it hands back the events that
+became complete. It follows the WHATWG "event stream interpretation" rules
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+
+* lines end with CRLF, LF or CR — and nothing else (``\\x0b``, ``\\x85``, ``\\u2028``... are
+  ordinary characters that may appear inside JSON strings); a CR at the end of one chunk and an
+  LF at the start of the next are one line break;
+* ``field: value`` (one leading space of the value is dropped); a line without a colon is a field
+  with an empty value; lines starting with ``:`` are comments; unknown fields are ignored;
+* ``data`` lines accumulate, joined with ``"\\n"``; a blank line dispatches the event; an event
+  without any ``data`` line is not dispatched; an event without ``event:`` is called
+  ``"message"``;
+* ``id`` values containing NUL are ignored; ``retry`` is used only when it is all ASCII digits;
+* one UTF-8 byte order mark at the very start of the stream is skipped.
+
+The body is decoded as UTF-8 *incrementally*: a multi-byte character split between two chunks is
+never damaged (invalid bytes become U+FFFD, decoding never raises).
+
+**Deviation from browsers:** at :meth:`SSEDecoder.close` (end of body) an event that has data but
+whose terminating blank line never arrived is still delivered. The spec (written for endless,
+reconnecting streams) discards it, but the Koine gateway may close the connection right after the
+last ``data:`` line, and losing the final ``done`` event would turn a normal end into an error.
+
+Cost is linear in the input: between feeds only the unfinished last line is kept, as a list of
+pieces joined once when its line break arrives, so a 1 MB event arriving in 1 KB chunks is never
+re-scanned.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+__all__ = ["SSEDecoder", "ServerSentEvent"]
+
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One dispatched event.
+
+    Attributes:
+        event: the event type; ``"message"`` when the event had no ``event:`` field.
+        data: the ``data:`` lines joined with ``"\\n"``.
+        id: the stream's last event id when this event was dispatched (per the spec it persists
+            across events until an ``id:`` line changes it); ``None`` if no ``id:`` was ever seen.
+        retry: the reconnection time in milliseconds, if a valid ``retry:`` line came with this
+            event (since the previous dispatch); else ``None``.
+    """
+
+    event: str
+    data: str
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Incremental SSE parser: ``feed(chunk)`` for every body chunk, ``close()`` at the end.
+
+    Both return the events completed by that call, in order. Never raises on any input. After
+    :meth:`close` the decoder is reset and can parse a new stream.
+    """
+
+    __slots__ = (
+        "_data",
+        "_decoder",
+        "_event",
+        "_last_id",
+        "_pending",
+        "_retry",
+        "_skip_lf",
+        "_started",
+    )
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Pieces of the unfinished last line (never contain "\r" or "\n").
+        self._pending: list[str] = []
+        # True when the text seen so far ended with "\r": a "\n" right after it is the same
+        # line break and must be dropped.
+        self._skip_lf = False
+        # False until the first character was decoded (for the BOM rule).
+        self._started = False
+        # The event being built.
+        self._data: list[str] = []
+        self._event = ""
+        self._retry: int | None = None
+        self._last_id: str | None = None
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last ``id:`` value seen (``None`` if none): what a reconnect would send."""
+        return self._last_id
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Decode one chunk of the body (any split of the byte stream); return finished events."""
+        if not chunk:
+            return []
+        return self._feed_text(self._decoder.decode(chunk))
+
+    def close(self) -> list[ServerSentEvent]:
+        """Signal the end of the body and return the last events.
+
+        Incomplete UTF-8 at the end becomes U+FFFD. An unfinished last line is processed, and an
+        event with data whose blank line never came is delivered (see the module docstring).
+        """
+        events = self._feed_text(self._decoder.decode(b"", True))
+        if self._pending:
+            line = "".join(self._pending)
+            self._pending = []
+            self._process_line(line, events)
+        if self._data:
+            self._dispatch(events)
+        self._reset()
+        return events
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._decoder.reset()
+        self._pending = []
+        self._skip_lf = False
+        self._started = False
+        self._data = []
+        self._event = ""
+        self._retry = None
+        self._last_id = None
+
+    def _feed_text(self, text: str) -> list[ServerSentEvent]:
+        events: list[ServerSentEvent] = []
+        if not text:
+            return events
+        if not self._started:
+            self._started = True
+            if text[0] == _BOM:
+                text = text[1:]
+                if not text:
+                    return events
+        if self._skip_lf:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
+                if not text:
+                    return events
+        if "\r" in text:
+            if text[-1] == "\r":
+                self._skip_lf = True
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        if len(lines) == 1:
+            # No line break in this chunk: keep the piece, do not re-scan or copy the rest.
+            self._pending.append(text)
+            return events
+        last = lines.pop()
+        if self._pending:
+            self._pending.append(lines[0])
+            lines[0] = "".join(self._pending)
+            self._pending = []
+        if last:
+            self._pending.append(last)
+        for line in lines:
+            # The three lines the gateway always sends, handled without the generic parse.
+            if line.startswith("data: "):
+                self._data.append(line[6:])
+            elif not line:
+                if self._data:
+                    events.append(
+                        ServerSentEvent(
+                            self._event or "message",
+                            "\n".join(self._data),
+                            self._last_id,
+                            self._retry,
+                        )
+                    )
+                    self._data = []
+                self._event = ""
+                self._retry = None
+            elif line.startswith("event: "):
+                self._event = line[7:]
+            else:
+                self._process_line(line, events)
+        return events
+
+    def _process_line(self, line: str, events: list[ServerSentEvent]) -> None:
+        if not line:
+            if self._data:
+                self._dispatch(events)
+            else:
+                self._event = ""
+                self._retry = None
+            return
+        if line[0] == ":":
+            return  # a comment
+        field, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif field == "retry" and value.isascii() and value.isdigit():
+            self._retry = int(value)
+        # Any other field is ignored.
+
+    def _dispatch(self, events: list[ServerSentEvent]) -> None:
+        events.append(
+            ServerSentEvent(
+                self._event or "message", "\n".join(self._data), self._last_id, self._retry
+            )
+        )
+        self._data = []
+        self._event = ""
+        self._retry = None

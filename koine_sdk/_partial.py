@@ -311,6 +311,7 @@ class PartialParser(Generic[T]):
 
     def __init__(self, schema: type[T] | Any) -> None:
         self.schema: Any = schema
+        self._json_schema: dict[str, Any] | None = None
         self._raw_schema: dict[str, Any] | None = None
         if isinstance(schema, collections.abc.Mapping):
             self._raw_schema = dict(cast("collections.abc.Mapping[str, Any]", schema))
@@ -379,7 +380,9 @@ class PartialParser(Generic[T]):
         if self._raw_schema is not None:
             return dict(self._raw_schema)
         assert self._adapter is not None
-        return self._adapter.json_schema()
+        if self._json_schema is None:
+            self._json_schema = self._adapter.json_schema()
+        return self._json_schema  # shared: callers must not mutate it
 
     def _fresh_empty(self) -> Any:
         empty = self._empty
@@ -506,3 +509,19 @@ def _apply(node: Any, trie: dict[Any, Any]) -> Any:
             del new_list[key]
         return new_list
     return node
+
+
+_parser_cache: dict[Any, PartialParser[Any]] = {}
+
+
+def parser_for(schema: Any) -> PartialParser[Any]:
+    """A cached :class:`PartialParser` for ``schema`` (building one costs a JSON Schema)."""
+    try:
+        cached = _parser_cache.get(schema)
+    except TypeError:  # unhashable (a dict schema)
+        return PartialParser(schema)
+    if cached is None:
+        cached = PartialParser(schema)
+        with _lock:
+            _parser_cache[schema] = cached
+    return cached

@@ -300,12 +300,13 @@ async def _read_capped(response: httpx.Response) -> bytes:
 
 async def _events(response: httpx.Response, path: str) -> AsyncIterator[ServerSentEvent]:
     decoder = SSEDecoder()
+    chunks = response.aiter_bytes()
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in chunks:
             for event in decoder.feed(chunk):
                 yield event
                 if event.event == "done":
-                    await _drain(response)
+                    await _drain(chunks)
                     return
     except httpx.HTTPError as exc:
         if isinstance(exc, httpx.TimeoutException):
@@ -320,11 +321,11 @@ async def _events(response: httpx.Response, path: str) -> AsyncIterator[ServerSe
         yield event
 
 
-async def _drain(response: httpx.Response) -> None:
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
     """Read what follows ``done`` so the connection can return to the pool."""
     try:
         async with asyncio.timeout(_DRAIN_AFTER_DONE_SECONDS):
-            async for _ in response.aiter_bytes():
+            async for _ in chunks:
                 pass
     except (TimeoutError, httpx.HTTPError):
         pass

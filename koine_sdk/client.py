@@ -13,7 +13,7 @@ import httpx
 from pydantic import ValidationError
 
 from ._config import KoineConfig
-from ._partial import PartialParser
+from ._partial import parser_for
 from ._sse import ServerSentEvent
 from ._streams import ObjectStreamState, StreamState, StreamWarning, TextStreamState
 from ._transport import Transport, build_body
@@ -157,7 +157,7 @@ class KoineClient:
         """Extract an object of ``schema`` (a Pydantic model class, or a type such as
         ``list[Model]``). The object is validated; a mismatch raises ``VALIDATION_ERROR`` with
         the raw JSON text in ``raw_text``."""
-        parser = PartialParser(schema)
+        parser: Any = parser_for(schema)
         body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
         _, content = await self._transport.request_json(
             "POST", "/generate-object", body, timeout=timeout
@@ -185,7 +185,7 @@ class KoineClient:
         """Stream an object as its JSON is written: ``async with koine.stream_object(...) as r:``
         then ``async for partial in r.partial_object_stream`` (each a partial view of
         ``schema``: any field may still be missing); afterwards ``await r.object()``."""
-        parser = PartialParser(schema)
+        parser: Any = parser_for(schema)
         body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
         return StreamObjectResult(
             self._transport, "/stream-object", body, timeout, ObjectStreamState(parser)
@@ -249,7 +249,10 @@ class _BaseStream(Generic[S]):
             events = self._events
             self._events = None
             if events is not None:
-                await events.aclose()  # type: ignore[attr-defined]
+                try:
+                    await events.aclose()  # type: ignore[attr-defined]
+                except RuntimeError:
+                    pass  # being iterated by another task: closing the response stops it
             await cm.__aexit__(None, None, None)
         if not self._finished:
             self._finished = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
@@ -283,7 +284,7 @@ class _SyncStream(Generic[A]):
         self._runner = runner
         self._astream = astream
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._producer: concurrent.futures.Future[None] | None = None
+        self._producer: asyncio.Task[None] | None = None
         self._iterated = False
 
     def __enter__(self) -> Self:
@@ -300,10 +301,18 @@ class _SyncStream(Generic[A]):
 
     def close(self) -> None:
         """Stop the stream and close its connection (if it did not end already)."""
-        producer = self._producer
-        if producer is not None and not producer.done():
-            producer.cancel()
-        self._runner.run(self._astream.aclose())
+        self._runner.run(self._close())
+
+    async def _close(self) -> None:
+        task = self._producer
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await self._astream.aclose()
+
+    async def _spawn(self) -> None:
+        self._producer = asyncio.get_running_loop().create_task(self._produce())
 
     async def _produce(self) -> None:
         put = self._queue.put
@@ -321,8 +330,7 @@ class _SyncStream(Generic[A]):
         if self._iterated:
             raise KoineError("a stream can be iterated once", "INVALID_ARGUMENT")
         self._iterated = True
-        loop = self._runner.loop()
-        self._producer = asyncio.run_coroutine_threadsafe(self._produce(), loop)
+        self._runner.run(self._spawn())
         get = self._queue.get
         empty = queue.Empty
         while True:

@@ -286,16 +286,18 @@ async def test_wrong_key_403(koine_gateway: Any) -> None:
     assert "wrong-key-123" not in str(err) + repr(err)
 
 
-async def test_validation_error_400_passes_raw_text(koine: KoineClient) -> None:
-    class Empty(BaseModel):
-        pass
-
-    # An empty model's JSON Schema still has "type"; force a schema-less request at the wire:
+async def test_no_tools_available_400(koine: KoineClient, koine_gateway: Any) -> None:
+    koine_gateway.configure(disallowed_tools=["Bash"])
     with pytest.raises(KoineError) as info:
-        async with koine.stream_text(prompt="x", allowed_tools=[]) as r:
+        await koine.generate_text(prompt="hi", allowed_tools=["Bash"])
+    assert (info.value.code, info.value.status) == ("NO_TOOLS_AVAILABLE", 400)
+    with pytest.raises(KoineError) as info:
+        async with koine.stream_text(prompt="hi", allowed_tools=["Bash"]) as r:
             await r.text()
-    del Empty
-    assert info.value.code in ("NO_TOOLS_AVAILABLE", "VALIDATION_ERROR") or info.value.status
+    assert (info.value.code, info.value.status) == ("NO_TOOLS_AVAILABLE", 400)
+    # a surviving tool is fine
+    result = await koine.generate_text(prompt="[[args]]", allowed_tools=["Bash", "Read"])
+    assert json.loads(result.text)["allowedTools"] == ["Read"]
 
 
 async def test_cli_failure_generate(koine: KoineClient) -> None:

@@ -1,0 +1,238 @@
+"""The text view: an answer drawn as Markdown while it is written, and :class:`KoineAnswer`,
+the finished answer as a displayable value."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+
+from ._frontend import TICK_INTERVAL, Frame, LiveView, Tick, Ticker, stop_stream
+from ._markdown import BlockSplitter
+
+if TYPE_CHECKING:
+    from koine_sdk import KoineUsage, SyncStreamTextResult
+
+__all__ = ["FORMATS", "AnswerFormat", "KoineAnswer", "TextView"]
+
+AnswerFormat = Literal["markdown", "text", "code", "json", "html"]
+FORMATS: Final[tuple[str, ...]] = get_args(AnswerFormat)
+
+_WHOLE_FENCE = re.compile(r"\A\s*(`{3,}|~{3,})([^\n`]*)\n(.*?)\n\1\s*\Z", re.DOTALL)
+
+
+def _strip_fence(text: str) -> tuple[str, str]:
+    """(body, language) of a text that is one fenced block; else (text, "")."""
+    m = _WHOLE_FENCE.match(text)
+    if m is None:
+        return text, ""
+    return m.group(3), m.group(2).strip()
+
+
+def _fenced(body: str, lang: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`{3,}", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{body}\n{fence}"
+
+
+@dataclass(eq=False)
+class KoineAnswer:
+    """A finished (or interrupted) text answer.
+
+    ``str(answer)`` is the text; in a notebook it renders per ``format``; ``{answer}`` in a later
+    prompt inserts its text. Its representations depend on the text only (no timings, no ids),
+    so a re-executed notebook compares equal.
+
+    Attributes:
+        text: the answer.
+        usage: token usage (``None`` when the stream did not finish).
+        session_id: the gateway's resumable session id (``None`` when unknown).
+        model: the model that was asked for (``None``: the gateway's default).
+        session: the name of the ``--session`` this answer continued, if any.
+        format: how it renders: ``markdown``, ``text``, ``code``, ``json`` or ``html``.
+        interrupted: the stream was stopped before it ended (the text is what arrived).
+    """
+
+    text: str
+    usage: KoineUsage | None = None
+    session_id: str | None = None
+    model: str | None = None
+    session: str | None = None
+    format: AnswerFormat = "markdown"
+    interrupted: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __koine_text__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        short = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        extra = ", interrupted=True" if self.interrupted else ""
+        return f"KoineAnswer(text={short!r}, model={self.model!r}, format={self.format!r}{extra})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, KoineAnswer):
+            return (self.text, self.format, self.interrupted) == (
+                other.text,
+                other.format,
+                other.interrupted,
+            )
+        return NotImplemented
+
+    __hash__ = None  # pyright: ignore[reportAssignmentType]
+
+    @property
+    def code(self) -> str:
+        """The text without a surrounding code fence (for ``format="code"`` answers)."""
+        return _strip_fence(self.text)[0]
+
+    def json(self) -> Any:
+        """The text parsed as JSON (a surrounding ```json fence is ignored)."""
+        return json.loads(_strip_fence(self.text)[0])
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text)
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        fmt = self.format
+        if fmt == "text":
+            return {}
+        if fmt == "html":
+            return {"text/html": self.text}
+        if fmt == "json":
+            try:
+                value = self.json()
+            except ValueError:
+                value = None
+            if isinstance(value, dict | list):
+                return {"application/json": value}
+            return {"text/markdown": _fenced(self.code, "json")}
+        if fmt == "code":
+            body, lang = _strip_fence(self.text)
+            return {"text/markdown": _fenced(body, lang)}
+        return {"text/markdown": self.text}
+
+
+class TextView(LiveView):
+    """Draws a text stream while it is written: Markdown rendered block by block, code
+    highlighted, a status line at the end.
+
+    Use it with any sync SDK text stream::
+
+        with koine.stream_text(prompt="...") as stream:
+            answer = TextView().consume(stream)
+
+    or feed it yourself: ``view.start()``, ``view.append(delta)``..., ``view.done()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        format: AnswerFormat = "markdown",
+        display: str | None = None,
+        rate: float | None = None,
+        label: str = "",
+        status: bool = True,
+    ) -> None:
+        super().__init__(display=display, rate=rate, label=label, status=status)
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {format!r})")
+        self.format: AnswerFormat = format
+        self._splitter = BlockSplitter()
+        self._done: list[str] = []
+        self.usage: KoineUsage | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything received so far."""
+        return self._splitter.text
+
+    def append(self, delta: str) -> None:
+        """Add a piece of text (redrawn when the throttle allows)."""
+        if not delta:
+            return
+        self._done.extend(self._splitter.feed(delta))
+        self.poke()
+
+    def _frame(self, status: str) -> Frame:
+        text = self._splitter.text
+        if self.format == "markdown":
+            return Frame(
+                self._done,
+                self._splitter.tail,
+                status,
+                "markdown",
+                self._splitter.in_fence,
+                text,
+            )
+        return Frame((), text, status, "text", None, text)
+
+    def _progress(self) -> str:
+        return f"{len(self._splitter.text):,} chars"
+
+    def _has_content(self) -> bool:
+        return bool(self._splitter.text)
+
+    def _summary(self) -> str:
+        if self.usage is None:
+            return f"{len(self._splitter.text):,} chars"
+        u = self.usage
+        return f"{u.total_tokens:,} tokens ({u.input_tokens:,} in, {u.output_tokens:,} out)"
+
+    def consume(
+        self,
+        stream: SyncStreamTextResult,
+        *,
+        model: str | None = None,
+        session: str | None = None,
+    ) -> KoineAnswer:
+        """Draw ``stream`` until it ends and return the answer.
+
+        On a ``KoineError`` or ``KeyboardInterrupt`` what arrived stays drawn (marked) and the
+        exception propagates; the text so far is in :attr:`text`.
+        """
+        if self.state == "new":
+            self.start()
+        ticker: Ticker[Any] | None = None
+        try:
+            ticker = Ticker(stream.text_stream, TICK_INTERVAL)
+            for item in ticker:
+                if isinstance(item, Tick):
+                    self.tick()
+                else:
+                    self.append(item)
+            self.usage = stream.usage()
+            session_id = stream.session_id()
+        except KeyboardInterrupt:
+            if ticker is not None:
+                stop_stream(stream, ticker)
+            self.interrupted()
+            raise
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        self.done()
+        return KoineAnswer(
+            self.text,
+            usage=self.usage,
+            session_id=session_id,
+            model=model,
+            session=session,
+            format=self.format,
+        )
+
+    def answer(self, *, model: str | None = None, session: str | None = None) -> KoineAnswer:
+        """What arrived so far as an answer (``interrupted`` unless the view finished)."""
+        return KoineAnswer(
+            self.text,
+            usage=self.usage,
+            model=model,
+            session=session,
+            format=self.format,
+            interrupted=self.state != "done",
+        )

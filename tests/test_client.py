@@ -427,3 +427,72 @@ async def test_closed_client_raises(koine_gateway: Any) -> None:
     with pytest.raises(KoineError) as info:
         await koine.generate_text(prompt="x")
     assert info.value.code == "CLIENT_CLOSED"
+
+
+# -- retries (opt-in) --------------------------------------------------------------------------
+
+
+async def test_no_retry_by_default(koine: KoineClient, koine_gateway: Any) -> None:
+    from koine_sdk.testing import Fault
+
+    koine_gateway.inject(Fault.rate_limited(retry_after=0))
+    with pytest.raises(KoineError) as info:
+        await koine.generate_text(prompt="busy")
+    assert info.value.code == "CONCURRENCY_LIMIT_ERROR"
+    assert len(koine_gateway.requests) == 1
+
+
+async def test_max_retries_waits_retry_after(koine_gateway: Any) -> None:
+    from koine_sdk.testing import Fault
+
+    koine_gateway.enqueue(Fault.rate_limited(retry_after=0), Fault.rate_limited(retry_after=0))
+    async with create_koine(
+        base_url=koine_gateway.base_url, auth_key=koine_gateway.auth_key, max_retries=2
+    ) as koine:
+        result = await koine.generate_text(prompt="third time")
+        assert result.text == "Echo: third time"
+        assert len(koine_gateway.requests) == 3
+        koine_gateway.enqueue(*[Fault.rate_limited(retry_after=0)] * 3)
+        with pytest.raises(KoineError) as info:
+            await koine.generate_text(prompt="too busy")
+        assert info.value.code == "CONCURRENCY_LIMIT_ERROR"
+
+
+async def test_max_retries_for_streams_before_any_event(koine_gateway: Any) -> None:
+    from koine_sdk.testing import Fault
+
+    koine_gateway.inject(Fault.rate_limited(retry_after=0))
+    async with create_koine(
+        base_url=koine_gateway.base_url, auth_key=koine_gateway.auth_key, max_retries=1
+    ) as koine:
+        async with koine.stream_text(prompt="streamed") as r:
+            assert await r.text() == "Echo: streamed"
+        # a stream that broke after events reached the user is never replayed
+        before = len(koine_gateway.requests)
+        koine_gateway.inject(Fault.drop(after=1))
+        async with koine.stream_text(prompt="a b c d") as r:
+            with pytest.raises(KoineError) as info:
+                await r.text()
+        assert info.value.code == "STREAM_INCOMPLETE"
+        assert len(koine_gateway.requests) == before + 1
+
+
+async def test_max_retries_on_connection_refused(unused_tcp_port: int) -> None:
+    import time
+
+    async with create_koine(
+        base_url=f"http://127.0.0.1:{unused_tcp_port}", auth_key="k", max_retries=2
+    ) as koine:
+        start = time.monotonic()
+        with pytest.raises(KoineError) as info:
+            await koine.generate_text(prompt="x")
+        elapsed = time.monotonic() - start
+    assert info.value.code == "NETWORK_ERROR"
+    assert 0.6 < elapsed < 3.0  # backed off 0.25 s, then 0.5 s
+
+
+def test_invalid_max_retries() -> None:
+    for bad in (-1, 1.5, True):
+        with pytest.raises(KoineError) as info:
+            create_koine(base_url="http://127.0.0.1:1", auth_key="k", max_retries=bad)  # type: ignore[arg-type]
+        assert info.value.code == "INVALID_CONFIG"

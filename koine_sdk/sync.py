@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
@@ -89,8 +90,12 @@ class _LoopThread:
                 result.set_result(task.result())
             finished.set()
 
+        # The caller's context variables go with the work: in a Jupyter kernel they hold the
+        # executing cell's parent header, so output made on the loop thread lands in that cell.
+        context = contextvars.copy_context()
+
         def start() -> None:
-            task = loop.create_task(coro)
+            task = loop.create_task(coro, context=context)
             holder.append(task)
             task.add_done_callback(on_done)
 

@@ -191,3 +191,21 @@ def test_importing_does_not_patch_the_loop() -> None:
         timeout=30,
     )
     assert out.stdout.split() == ["asyncio.runners", "False"]
+
+
+def test_work_runs_in_the_callers_context(koine_sync: SyncKoineClient) -> None:
+    """In a kernel, context variables carry the executing cell's parent header: work done on
+    the loop thread must see the caller's values so its output lands in the calling cell."""
+    import contextvars
+
+    cell: contextvars.ContextVar[str] = contextvars.ContextVar("cell", default="none")
+
+    async def read() -> str:
+        return cell.get()
+
+    def in_thread(name: str) -> str:
+        cell.set(name)
+        return koine_sync._runner.run(read())  # pyright: ignore[reportPrivateUsage]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(in_thread, ["cell-1", "cell-2"])) == ["cell-1", "cell-2"]

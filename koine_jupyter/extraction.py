@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import copy
 import enum
 import hashlib
@@ -66,6 +65,7 @@ from typing import (
 from pydantic import BaseModel
 
 from koine_sdk import KoineClient, KoineError, SyncKoineClient, create_koine
+from koine_sdk.sync import LoopThread
 
 from .views.progress import ProgressMode, ProgressSnapshot, ProgressView, make_progress
 
@@ -330,7 +330,7 @@ class _Replica:
     def home_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop a sync client runs its async client on (``None`` for an async client)."""
         if isinstance(self.client, SyncKoineClient):
-            return self.client._runner.loop()  # pyright: ignore[reportPrivateUsage]
+            return self.client.loop_thread.loop()
         return None
 
     async def call(self, make: Callable[[KoineClient], Coroutine[Any, Any, R]]) -> R:
@@ -1027,42 +1027,16 @@ def _attach_view(run: _Run, mode: ProgressMode) -> None:
 # -- the private loop of the sync extract ----------------------------------------------------
 
 
-class _LoopThread:
-    """A daemon thread running an event loop, started on first use."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                thread = threading.Thread(target=main, name="koine-extract-loop", daemon=True)
-                thread.start()
-                ready.wait()
-                self._loop, self.thread = loop, thread
-            return self._loop
+_LOOP = LoopThread(name="koine-extract-loop")
 
 
-_LOOP = _LoopThread()
-
-
-def _loop_for(clients: list[ClientLike]) -> asyncio.AbstractEventLoop:
+def _loop_for(clients: list[ClientLike]) -> LoopThread:
     """Where the sync extract runs its scheduler: the loop of the first sync client (no hop
     between threads per request), else a private loop."""
     for c in clients:
         if isinstance(c, SyncKoineClient):
-            return c._runner.loop()  # pyright: ignore[reportPrivateUsage]
-    return _LOOP.loop()
+            return c.loop_thread
+    return _LOOP
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -1132,19 +1106,13 @@ def extract(
         max_retries=max_retries, max_retry_after=max_retry_after, max_rows=max_rows,
         max_tokens=max_tokens, cache=cache, progress=progress,
     )  # fmt: skip
-    loop = _loop_for(clients)
-    if _running_loop() is loop:
+    runner = _loop_for(clients)
+    if _running_loop() is runner.loop():
         raise _invalid("extract() was called on its own loop thread; use aextract() there")
     _attach_view(run, mode)
-    future = asyncio.run_coroutine_threadsafe(run.execute(), loop)
     try:
-        while True:
-            try:
-                return future.result(timeout=_POLL)
-            except concurrent.futures.TimeoutError:
-                continue
+        return runner.run(run.execute())
     except KeyboardInterrupt:
-        future.cancel()
         run.finished_event.wait(_CANCEL_GRACE + 1.0)
         if on_interrupt == "raise" or run.final is None:
             raise

@@ -30,7 +30,13 @@ from .client import KoineClient, StreamObjectResult, StreamTextResult
 from .errors import KoineError
 from .types import GenerateObjectResult, GenerateTextResult, HealthStatus, KoineUsage
 
-__all__ = ["SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult", "create_koine_sync"]
+__all__ = [
+    "LoopThread",
+    "SyncKoineClient",
+    "SyncStreamObjectResult",
+    "SyncStreamTextResult",
+    "create_koine_sync",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,8 +45,14 @@ _POLL = 0.1  # seconds between checks for Ctrl-C while waiting (signals interrup
 _CANCEL_GRACE = 2.0  # seconds to let a cancelled call close its connection
 
 
-class _LoopThread:
-    """A private event loop on a daemon thread, started on first use."""
+class LoopThread:
+    """A private event loop on a daemon thread, started on first use.
+
+    ``run(coro)`` runs a coroutine there and waits for it from any other thread; Ctrl-C while
+    waiting cancels the coroutine (giving it up to two seconds to close its connections) and
+    re-raises ``KeyboardInterrupt``. The caller's context variables travel with the work.
+    Used by the sync client and by ``koine_jupyter``'s sync ``extract``.
+    """
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -146,7 +158,7 @@ class SyncKoineClient:
     def __init__(self, config: KoineConfig, *, max_retries: int = 0) -> None:
         self._async = KoineClient(config, max_retries=max_retries)
         self.config = self._async.config
-        self._runner = _LoopThread(name="koine-sdk-loop")
+        self._runner = LoopThread(name="koine-sdk-loop")
 
     def __repr__(self) -> str:
         return f"SyncKoineClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
@@ -165,6 +177,11 @@ class SyncKoineClient:
     def close(self) -> None:
         """Close the connection pool and stop the loop thread."""
         self._runner.close(self._async.aclose())
+
+    @property
+    def loop_thread(self) -> LoopThread:
+        """The private loop this client's async client runs on."""
+        return self._runner
 
     @property
     def async_client(self) -> KoineClient:
@@ -226,8 +243,10 @@ class SyncKoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        keep_text: bool = True,
     ) -> SyncStreamTextResult:
-        """``with koine.stream_text(prompt=...) as r: for chunk in r.text_stream: ...``"""
+        """``with koine.stream_text(prompt=...) as r: for chunk in r.text_stream: ...``
+        (``keep_text=False``: see :meth:`KoineClient.stream_text`)."""
         astream = self._async.stream_text(
             prompt=prompt,
             system=system,
@@ -235,6 +254,7 @@ class SyncKoineClient:
             allowed_tools=allowed_tools,
             model=model,
             timeout=timeout,
+            keep_text=keep_text,
         )
         return SyncStreamTextResult(self._runner, astream)
 
@@ -285,7 +305,7 @@ class _SyncStream(Generic[A]):
     thread-safe queue, so the calling thread pays one queue hand-off per item, not a loop
     round-trip."""
 
-    def __init__(self, runner: _LoopThread, astream: A) -> None:
+    def __init__(self, runner: LoopThread, astream: A) -> None:
         self._runner = runner
         self._astream = astream
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()

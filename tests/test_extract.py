@@ -146,13 +146,10 @@ def test_limit_learned_from_health_is_used_and_never_exceeded(
     gw: LocalGateway, client: SyncKoineClient
 ) -> None:
     texts = [f"slow {i} [[delay=0.1]]" for i in range(8)]
-    started = time.perf_counter()
     df = extract(texts, Address, client=client, progress=False)
-    elapsed = time.perf_counter() - started
     assert df["error"].isna().all()
-    assert gw.peak["nonStreaming"] == LIMIT  # used fully...
+    assert gw.peak["nonStreaming"] == LIMIT  # concurrent and used fully...
     assert gw.rejected == 0  # ...and never over (the gateway would answer 429)
-    assert elapsed < 8 * 0.1 * 0.8  # concurrent, not one by one
     assert df.attrs["koine"]["gateways"][0]["limit"] == LIMIT
 
 
@@ -450,18 +447,17 @@ def test_text_progress_shows_counts_and_tokens(
     assert "1/2 done" in err and "1 failed" in err and "tokens" in err
 
 
-def test_measured_throughput(koine_gateway_factory: Factory) -> None:
-    """200 rows, limit 5, 50 ms each: ideal 200/5 x 50 ms = 2.0 s."""
+def test_fills_the_gateway_limit(koine_gateway_factory: Factory) -> None:
+    """200 rows, limit 5, 50 ms each: every row succeeds and the limit is used fully but never
+    passed. (The time against the ideal 200/5 x 50 ms is measured in benchmarks/, not here.)"""
     g = koine_gateway_factory(max_nonstreaming=5)
     c = create_koine_sync(base_url=g.base_url, auth_key=g.auth_key)
     try:
-        started = time.perf_counter()
         df = extract(
             [f"bench {i} [[delay=0.05]]" for i in range(200)], Address, client=c, progress=False
         )
-        elapsed = time.perf_counter() - started
     finally:
         c.close()
     assert df["error"].isna().all()
+    assert len(df) == 200
     assert g.peak["nonStreaming"] == 5 and g.rejected == 0
-    assert elapsed < 2.0 * 1.6, elapsed

@@ -13,7 +13,9 @@ the same state back, so the protocol's rules live in one place:
 from __future__ import annotations
 
 import json
-from typing import Any, Generic, TypeVar
+import json.decoder
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast
 
 from ._partial import PartialParser
 from ._sse import ServerSentEvent
@@ -23,6 +25,12 @@ from .types import KoineUsage
 __all__ = ["ObjectStreamState", "StreamState", "StreamWarning", "TextStreamState"]
 
 T = TypeVar("T")
+
+# json's C string scanner (not in typeshed): (text, index after the opening quote) → (str, end).
+_scanstring = cast(
+    Callable[[str, int], tuple[str, int]],
+    json.decoder.scanstring,  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+)
 
 _GATEWAY_STREAM_CODES = frozenset(
     {"TIMEOUT_ERROR", "CLI_EXIT_ERROR", "SPAWN_ERROR", "PARSE_ERROR", "INTERNAL_ERROR"}
@@ -156,13 +164,15 @@ class StreamState:
 
 
 class TextStreamState(StreamState):
-    """``/stream``: ``text`` deltas accumulate into the answer."""
+    """``/stream``: ``text`` deltas accumulate into the answer (unless ``keep_text=False``:
+    then nothing is kept, memory stays flat however long the stream, and :attr:`text` raises)."""
 
-    __slots__ = ("_parts",)
+    __slots__ = ("_keep", "_parts")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_text: bool = True) -> None:
         super().__init__()
         self._parts: list[str] = []
+        self._keep = keep_text
 
     def feed(self, event: ServerSentEvent) -> str | None:
         """Take one event; return the text delta it carries (``None`` for other events)."""
@@ -170,13 +180,26 @@ class TextStreamState(StreamState):
             return None  # events after done are ignored
         if event.event == "text":
             data = event.data
-            try:
-                text = json.loads(data)["text"]
-            except (ValueError, KeyError, TypeError):
-                raise _shape_error(event, "a JSON text field") from None
+            text: Any = None
+            if data.startswith('{"text":"') and data.endswith('"}'):
+                # The gateway's own framing: decode just the string (json's C scanner), about
+                # 3x cheaper than json.loads; anything else takes the general path below.
+                try:
+                    text, end = _scanstring(data, 9)
+                except ValueError:
+                    text = None
+                else:
+                    if end != len(data) - 1:
+                        text = None
+            if text is None:
+                try:
+                    text = json.loads(data)["text"]
+                except (ValueError, KeyError, TypeError):
+                    raise _shape_error(event, "a JSON text field") from None
             if not isinstance(text, str):
                 raise _shape_error(event, "a string text field")
-            self._parts.append(text)
+            if self._keep:
+                self._parts.append(text)
             return text
         self._common(event)
         return None
@@ -184,6 +207,12 @@ class TextStreamState(StreamState):
     @property
     def text(self) -> str:
         """All text received so far."""
+        if not self._keep:
+            raise KoineError(
+                "this stream was opened with keep_text=False and does not keep its text; "
+                "join the chunks of text_stream instead",
+                "INVALID_ARGUMENT",
+            )
         if len(self._parts) > 1:
             joined = "".join(self._parts)
             self._parts = [joined]

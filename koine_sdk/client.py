@@ -134,12 +134,19 @@ class KoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        keep_text: bool = True,
     ) -> StreamTextResult:
         """Stream text as it is written: ``async with koine.stream_text(prompt=...) as r:``
         then ``async for chunk in r.text_stream``; afterwards ``await r.text()``,
-        ``await r.usage()``, ``await r.session_id()``."""
+        ``await r.usage()``, ``await r.session_id()``.
+
+        The stream keeps every chunk for ``r.text()``, so its memory grows with the answer.
+        ``keep_text=False`` keeps nothing (memory stays flat however long the stream), for a
+        consumer that handles each chunk itself; ``r.text()`` and ``r.received_text`` then raise
+        ``INVALID_ARGUMENT``."""
         body = self._body(prompt, system, session_id, allowed_tools, model)
-        return StreamTextResult(self._transport, "/stream", body, timeout, TextStreamState())
+        state = TextStreamState(keep_text=keep_text)
+        return StreamTextResult(self._transport, "/stream", body, timeout, state)
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -218,7 +225,7 @@ class _BaseStream(Generic[S]):
         self._state = state
         self._pending: deque[Any] = deque()
         self._cm: Any = None
-        self._events: AsyncIterator[ServerSentEvent] | None = None
+        self._events: AsyncIterator[list[ServerSentEvent]] | None = None
         self._finished = False
         self._failure: KoineError | None = None
         self._lock = asyncio.Lock()
@@ -265,8 +272,8 @@ class _BaseStream(Generic[S]):
         raise NotImplementedError
 
     async def _pump(self) -> None:
-        """Read one event (or the end of the body) and update state; never called after the
-        stream finished."""
+        """Read the events of one network read (or the end of the body) and update state; never
+        called after the stream finished."""
         async with self._lock:
             if self._finished:
                 return
@@ -276,7 +283,7 @@ class _BaseStream(Generic[S]):
                     "INVALID_ARGUMENT",
                 )
             try:
-                event = await self._events.__anext__()
+                events = await self._events.__anext__()
             except StopAsyncIteration:
                 self._finished = True
                 try:
@@ -290,15 +297,17 @@ class _BaseStream(Generic[S]):
                 self._failure = exc
                 await self.aclose()
                 return
+            feed, append = self._feed, self._pending.append
             try:
-                item = self._feed(event)
+                for event in events:
+                    item = feed(event)
+                    if item is not None:
+                        append(item)
             except KoineError as exc:
                 self._finished = True
                 self._failure = exc
                 await self.aclose()
                 return
-            if item is not None:
-                self._pending.append(item)
 
     async def _items(self) -> AsyncIterator[Any]:
         while True:

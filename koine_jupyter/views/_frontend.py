@@ -175,6 +175,7 @@ class Surface(ABC):
     characters of content they carried (not counting message envelopes)."""
 
     mode: Mode
+    messages_per_update: int = 1  # frontend messages one update may cost, at most
 
     def __init__(self) -> None:
         self.updates = 0
@@ -262,12 +263,17 @@ class HandleSurface(Surface):
 
 
 class WidgetSurface(Surface):
-    """ipywidgets: one ``HTML`` widget per finished block (sent once), grouped in pages of
-    :attr:`PAGE` blocks so a new block re-sends one short list of children, one widget for the
-    growing tail and one for the status line."""
+    """ipywidgets, sending each piece of the answer about once.
+
+    Finished Markdown blocks go out as ordinary display messages captured by an ``Output``
+    widget (the frontend appends them: only the new HTML crosses the wire, never the whole
+    answer again); the growing last block and the status line share one ``HTML`` widget,
+    re-sent at each update. An update thus costs at most two messages, so this surface runs
+    at half the view's message rate.
+    """
 
     mode: Mode = "widget"
-    PAGE: Final = 16
+    messages_per_update = 2
 
     def __init__(self) -> None:
         super().__init__()
@@ -277,14 +283,14 @@ class WidgetSurface(Surface):
             def __repr__(self) -> str:
                 return str(PLACEHOLDER["text/plain"])
 
-        self._html = widgets.HTML
-        self._vbox = widgets.VBox
-        self._blocks: list[Any] = []
-        self._pages: list[Any] = []
-        self._tail: Any = widgets.HTML("")
-        self._status: Any = widgets.HTML("")
-        self._box: Any = _LiveBox(children=[self._status])
+        self._out: Any = widgets.Output()
+        self._live: Any = widgets.HTML("")
+        self._box: Any = _LiveBox(children=[self._out, self._live])
+        self._sent_blocks = 0
         _display()(self._box)
+        # From here on this cell's display messages are captured by the Output widget.
+        self._out.__enter__()
+        self._capturing = True
 
     def _set(self, widget: Any, value: str) -> None:
         if widget.value != value:
@@ -292,45 +298,37 @@ class WidgetSurface(Surface):
             self.updates += 1
             self.bytes_sent += len(value)
 
-    def _set_children(self, box: Any, children: list[Any]) -> None:
-        box.children = children
-        self.updates += 1
-        self.bytes_sent += 42 * len(children)  # "IPY_MODEL_" + a 32-digit id, quoted
-
-    def _add_block(self, html: str) -> None:
-        widget = self._html(html)
-        self._blocks.append(widget)
-        self.bytes_sent += len(html)
-        if not self._pages or len(self._pages[-1].children) >= self.PAGE:
-            self._pages.append(self._vbox([widget]))
-            self._set_children(self._box, [*self._pages, self._tail, self._status])
-        else:
-            page = self._pages[-1]
-            self._set_children(page, [*page.children, widget])
+    def _stop_capture(self) -> None:
+        if self._capturing:
+            self._capturing = False
+            self._out.__exit__(None, None, None)
 
     def show(self, frame: Frame) -> None:
         kind = frame.kind
-        for block in frame.done[len(self._blocks) :]:
-            self._add_block(_block_html(block, kind))
-        if len(self._box.children) == 1 and frame.tail:
-            self._set_children(self._box, [self._tail, self._status])
+        new = frame.done[self._sent_blocks :]
+        if new:
+            from IPython.display import HTML
+
+            html = "".join(_block_html(block, kind) for block in new)
+            _display()(HTML(html))
+            self._sent_blocks = len(frame.done)
+            self.updates += 1
+            self.bytes_sent += len(html)
         if kind == "markdown":
             tail_html = to_html(close_open_fence(frame.tail, frame.fence)) if frame.tail else ""
         else:
             tail_html = _block_html(frame.tail, kind) if frame.tail else ""
-        self._set(self._tail, tail_html)
-        self._set(self._status, _status_html(frame.status))
+        self._set(self._live, tail_html + _status_html(frame.status))
 
     def end(self, frame: Frame | None, status: str = "") -> None:
         if frame is not None:
             self.show(frame)
+            self._stop_capture()
             return
-        self._box.children = [self._status]
-        for widget in (*self._blocks, *self._pages, self._tail):
-            widget.close()
-        self._blocks = []
-        self._pages = []
-        self._set(self._status, _status_html(status))
+        self._stop_capture()
+        self._box.children = [self._live]
+        self._out.close()
+        self._set(self._live, _status_html(status))
 
 
 def make_surface(mode: Mode) -> Surface:
@@ -448,7 +446,8 @@ class LiveView(ABC):
     Args:
         display: ``auto`` (default), ``widget``, ``markdown`` or ``text`` (see
             :func:`choose_mode`).
-        rate: at most this many frontend updates a second (default 20).
+        rate: at most this many frontend messages a second (default 20; a widget update may
+            cost two messages, so widgets are redrawn at most ``rate / 2`` times a second).
         label: what the status line says first (e.g. the model and session name).
         status: show the status line at all.
     """
@@ -517,7 +516,8 @@ class LiveView(ABC):
         self.state = "live"
         self._clock = Clock()
         self.surface = make_surface(choose_mode(self.display))
-        self._throttle = Throttle(self._render, rate=self.rate)
+        # ``rate`` budgets frontend messages: a surface whose update costs two runs half as often.
+        self._throttle = Throttle(self._render, rate=self.rate / self.surface.messages_per_update)
 
     def _status(self, final: str | None = None) -> str:
         if not self.show_status:

@@ -85,6 +85,13 @@ _OPTIONS: Final[list[tuple[tuple[str, ...], dict[str, Any]]]] = [
     ),
     (("--key-env",), {"metavar": "VAR", "help": "connect: the variable holding the key."}),
     (("--local",), {"action": "store_true", "help": "connect: start a local test gateway."}),
+    (
+        ("--auto",),
+        {
+            "action": "store_true",
+            "help": "connect: use $KOINE_BASE_URL if set, else start a local test gateway.",
+        },
+    ),
     (("--clear",), {"action": "store_true", "help": "sessions: forget one session (or all)."}),
     (
         ("words",),
@@ -360,8 +367,13 @@ class KoineMagics(Magics):
             client.close()
 
     def _stop_local(self) -> None:
-        local, self._local, self._local_key = self._local, None, None
+        local, key = self._local, self._local_key
+        self._local, self._local_key = None, None
         if local is not None:
+            if os.environ.get(ENV_BASE_URL) == str(local.base_url):
+                os.environ.pop(ENV_BASE_URL, None)
+            if key is not None and os.environ.get(ENV_AUTH_KEY) == key:
+                os.environ.pop(ENV_AUTH_KEY, None)
             local.stop()
 
     def close(self) -> None:
@@ -409,7 +421,7 @@ class KoineMagics(Magics):
             %%koine --session chat --model sonnet
             Summarise {report} in three bullet points.
 
-        Line: %koine connect URL [--key-env VAR] | %koine connect --local |
+        Line: %koine connect URL [--key-env VAR] | %koine connect --local | --auto |
         %koine disconnect | %koine health | %koine sessions [--clear [NAME]] |
         %koine status | %koine [options] a one-line prompt.
 
@@ -475,6 +487,17 @@ class KoineMagics(Magics):
         return self._status()
 
     def _connect(self, rest: list[str], args: Any) -> None:
+        if args.auto:
+            if rest or args.local:
+                raise UsageError("%koine connect --auto takes no URL")
+            if os.environ.get(ENV_BASE_URL):
+                self._stop_local()
+                self.base_url = ""
+                env = self.auth_key_env or ENV_AUTH_KEY
+                state = "set" if os.environ.get(env) else "NOT set"
+                print(f"Connected to ${ENV_BASE_URL} (key from ${env}, which is {state}).")
+                return None
+            args.local = True
         if args.local:
             if rest:
                 raise UsageError("%koine connect --local takes no URL")
@@ -490,7 +513,13 @@ class KoineMagics(Magics):
             self._local = gateway
             self._local_key = str(gateway.auth_key)
             self.base_url = str(gateway.base_url)
-            print(f"Started a local test gateway (echo model) at {self.base_url}.")
+            # SDK code in later cells (create_koine_sync(), extract) finds the same gateway.
+            os.environ[ENV_BASE_URL] = self.base_url
+            os.environ[ENV_AUTH_KEY] = self._local_key
+            print(
+                f"Started a local test gateway (echo model) at {self.base_url}; "
+                f"${ENV_BASE_URL} and ${ENV_AUTH_KEY} point at it in this kernel."
+            )
             return None
         if len(rest) != 1:
             raise UsageError(

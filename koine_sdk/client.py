@@ -174,9 +174,10 @@ class KoineClient:
         except ValidationError:
             raise _invalid_response("a generate-object result", content) from None
         obj = parser.validate_final(wire.object, wire.raw_text)
-        return GenerateObjectResult[T](
+        result: GenerateObjectResult[T] = GenerateObjectResult(
             object=obj, raw_text=wire.raw_text, usage=wire.usage, session_id=wire.session_id
         )
+        return result
 
     def stream_object(
         self,

@@ -183,6 +183,38 @@ def test_connect_local_and_health(ip: InteractiveShell, capsys: pytest.CaptureFi
     ip.run_line_magic("koine", "disconnect")
 
 
+def test_connect_auto_uses_the_environment_or_starts_a_local_gateway(
+    ip: InteractiveShell,
+    koine_gateway: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import os
+
+    from koine_sdk import create_koine_sync
+
+    monkeypatch.setenv("KOINE_BASE_URL", koine_gateway.base_url)
+    monkeypatch.setenv("KOINE_AUTH_KEY", koine_gateway.auth_key)
+    ip.run_line_magic("koine", "connect --auto")
+    assert run(ip, "%%koine --quiet --out a\nfrom env").success
+    assert koine_gateway.requests[-1].json["prompt"].strip() == "from env"
+    out = capsys.readouterr().out
+    assert koine_gateway.auth_key not in out
+
+    monkeypatch.delenv("KOINE_BASE_URL")
+    monkeypatch.delenv("KOINE_AUTH_KEY")
+    ip.run_line_magic("koine", "connect --auto")
+    local_url = os.environ["KOINE_BASE_URL"]
+    assert local_url != koine_gateway.base_url
+    # SDK code in later cells finds the same local gateway through the environment
+    with create_koine_sync() as koine:
+        assert koine.generate_text(prompt="sdk").text == "Echo: sdk"
+    out = capsys.readouterr().out
+    assert os.environ["KOINE_AUTH_KEY"] not in out
+    ip.run_line_magic("koine", "disconnect")
+    assert "KOINE_BASE_URL" not in os.environ and "KOINE_AUTH_KEY" not in os.environ
+
+
 def test_schema_streams_fields_and_returns_the_object(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -83,8 +83,9 @@ def _widget_frontend(shell: Any) -> bool:
         return True  # a frontend opened ipywidgets' control channel
     if os.environ.get("JPY_SESSION_NAME"):
         return True  # started by a Jupyter server for a notebook (JupyterLab, Notebook 7)
-    # VS Code's notebook frontend
-    return "VSCODE_PID" in os.environ or "__vsc_ipynb_file__" in getattr(shell, "user_ns", {})
+    # VS Code's notebook frontend puts the notebook's path in the namespace (VSCODE_PID is no
+    # evidence: every process started from VS Code's terminal has it).
+    return "__vsc_ipynb_file__" in getattr(shell, "user_ns", {})
 
 
 def _widgets_importable() -> bool:

@@ -262,8 +262,11 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
+            client = self._http()
+            failure: KoineError | None = None
+            retryable = False
+            response: httpx.Response | None = None
             try:
-                client = self._http()
                 response = await client.request(
                     method,
                     self._url(path),
@@ -272,10 +275,15 @@ class Transport:
                     timeout=self._timeout(timeout),
                 )
             except httpx.HTTPError as exc:
-                error = _translate(exc, during=f"{method} {path}")
-                if isinstance(exc, httpx.ConnectError) and await self._retry_wait(attempt, error):
+                failure = _translate(exc, during=f"{method} {path}")
+                retryable = isinstance(exc, httpx.ConnectError)
+            if failure is not None or response is None:
+                # Raised outside the except block: the httpx exception (whose request holds the
+                # Authorization header) must not stay reachable as the error's __context__.
+                assert failure is not None
+                if retryable and await self._retry_wait(attempt, failure):
                     continue
-                raise error from None
+                raise failure
             status = response.status_code
             if 200 <= status < 300 or status in ok_statuses:
                 return status, response.content
@@ -305,13 +313,20 @@ class Transport:
                 headers=self._headers,
                 timeout=self._timeout(timeout),
             )
+            failure: KoineError | None = None
+            retryable = False
+            sent: httpx.Response | None = None
             try:
-                response = await client.send(request, stream=True)
+                sent = await client.send(request, stream=True)
             except httpx.HTTPError as exc:
-                error = _translate(exc, during=f"POST {path}")
-                if isinstance(exc, httpx.ConnectError) and await self._retry_wait(attempt, error):
+                failure = _translate(exc, during=f"POST {path}")
+                retryable = isinstance(exc, httpx.ConnectError)
+            if failure is not None or sent is None:  # raised outside the except: see request_json
+                assert failure is not None
+                if retryable and await self._retry_wait(attempt, failure):
                     continue
-                raise error from None
+                raise failure
+            response = sent
             status = response.status_code
             if not 200 <= status < 300:
                 try:
@@ -374,13 +389,19 @@ async def _events(response: httpx.Response, path: str) -> AsyncIterator[list[Ser
             yield events
     except httpx.HTTPError as exc:
         if isinstance(exc, httpx.TimeoutException):
-            raise KoineError(
+            failure = KoineError(
                 f"no event from the gateway within the timeout (POST {path})", "REQUEST_TIMEOUT"
-            ) from None
-        raise KoineError(
-            f"the connection broke during the stream (POST {path}): {type(exc).__name__}: {exc}",
-            "STREAM_INCOMPLETE",
-        ) from None
+            )
+        else:
+            failure = KoineError(
+                f"the connection broke during the stream (POST {path}): "
+                f"{type(exc).__name__}: {exc}",
+                "STREAM_INCOMPLETE",
+            )
+    else:
+        failure = None
+    if failure is not None:  # raised outside the except block: see Transport.request_json
+        raise failure
     if events := decoder.close():
         yield events
 

@@ -263,6 +263,12 @@ class HandleSurface(Surface):
         self._update(dict(PLACEHOLDER) if frame is None else self._bundle(frame))
 
 
+# The HTML widget's own line height (28 px) spaces text more loosely than rendered output; with
+# JupyterLab's rendered-HTML class (set once on the widget) and a normal line height the growing
+# tail looks like the blocks above it and the final answer (no jump when the answer lands).
+_LIVE_WRAP: Final = '<div style="line-height:normal">{}</div>'
+
+
 class WidgetSurface(Surface):
     """ipywidgets, sending each piece of the answer about once.
 
@@ -286,6 +292,7 @@ class WidgetSurface(Surface):
 
         self._out: Any = widgets.Output()
         self._live: Any = widgets.HTML("")
+        self._live.add_class("jp-RenderedHTMLCommon")
         self._box: Any = _LiveBox(children=[self._out, self._live])
         self._sent_blocks = 0
         _display()(self._box)
@@ -306,6 +313,13 @@ class WidgetSurface(Surface):
 
     def show(self, frame: Frame) -> None:
         kind = frame.kind
+        if kind == "markdown":
+            tail_html = to_html(close_open_fence(frame.tail, frame.fence)) if frame.tail else ""
+        else:
+            tail_html = _block_html(frame.tail, kind) if frame.tail else ""
+        # The tail first: a block that just finished leaves the tail before it is appended
+        # above (the other order shows it twice for a moment).
+        self._set(self._live, _LIVE_WRAP.format(tail_html) + _status_html(frame.status))
         new = frame.done[self._sent_blocks :]
         if new:
             from IPython.display import HTML
@@ -315,11 +329,6 @@ class WidgetSurface(Surface):
             self._sent_blocks = len(frame.done)
             self.updates += 1
             self.bytes_sent += len(html)
-        if kind == "markdown":
-            tail_html = to_html(close_open_fence(frame.tail, frame.fence)) if frame.tail else ""
-        else:
-            tail_html = _block_html(frame.tail, kind) if frame.tail else ""
-        self._set(self._live, tail_html + _status_html(frame.status))
 
     def end(self, frame: Frame | None, status: str = "") -> None:
         if frame is not None:

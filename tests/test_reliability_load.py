@@ -8,7 +8,7 @@ retrieved" / unclosed-resource warning, and memory stays flat (the number of
 memory blocks Python holds after ``gc.collect()``, and RSS, over the second half of the streams
 is compared with a bound, not with a timing; tracemalloc would double the run time).
 
-Numbers are printed (run with ``-s`` to see them); ``docs/reliability.md`` records a run.
+Numbers are printed (run with ``-s`` to see them); the README's reliability section summarises them.
 """
 
 from __future__ import annotations

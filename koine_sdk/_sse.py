@@ -31,16 +31,16 @@ re-scanned.
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 _BOM = "\ufeff"
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
-    """One dispatched event.
+class ServerSentEvent(NamedTuple):
+    """One dispatched event (an immutable named tuple: about three times cheaper to build than a
+    frozen dataclass, and one is built per event).
 
     Attributes:
         event: the event type; ``"message"`` when the event had no ``event:`` field.
@@ -166,11 +166,12 @@ class SSEDecoder:
             if line.startswith("data: "):
                 self._data.append(line[6:])
             elif not line:
-                if self._data:
+                data = self._data
+                if data:
                     events.append(
                         ServerSentEvent(
                             self._event or "message",
-                            "\n".join(self._data),
+                            data[0] if len(data) == 1 else "\n".join(data),
                             self._last_id,
                             self._retry,
                         )

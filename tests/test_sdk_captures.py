@@ -6,6 +6,7 @@ test_gateway_captures.py; this checks the client side against the field, not aga
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import shared_dir
 from pydantic import BaseModel
 
 from koine_sdk import KoineError, create_koine
 
-SAMPLES = shared_dir() / "samples"
+SAMPLES = (
+    Path(os.environ["KOINE_SHARED_DIR"])
+    if os.environ.get("KOINE_SHARED_DIR")
+    else Path(__file__).resolve().parents[1].parent / "shared"
+) / "samples"
 
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared/samples not available")
 

@@ -351,17 +351,20 @@ class _SyncStream(Generic[A]):
         else:
             put(_END)
 
-    def _iter(self) -> Iterator[Any]:
+    def _iter(self, heartbeat: float | None = None) -> Iterator[Any]:
         if self._iterated:
             raise KoineError("a stream can be iterated once", "INVALID_ARGUMENT")
         self._iterated = True
         self._runner.run(self._spawn())
         get = self._queue.get
         empty = queue.Empty
+        wait = _POLL if heartbeat is None else heartbeat
         while True:
             try:
-                item = get(timeout=_POLL)
+                item = get(timeout=wait)
             except empty:
+                if heartbeat is not None:
+                    yield None
                 continue
             if item is _END:
                 return
@@ -402,6 +405,11 @@ class SyncStreamTextResult(_SyncStream[StreamTextResult]):
     def received_text(self) -> str:
         return self._astream.received_text
 
+    def iter_with_heartbeat(self, seconds: float) -> Iterator[str | None]:
+        """Like :attr:`text_stream`, but yields ``None`` whenever nothing arrived for
+        ``seconds``: for a view that refreshes a clock while the model thinks."""
+        return self._iter(heartbeat=seconds)
+
     def text(self) -> str:
         """The full text (reads the rest of the stream if needed)."""
         return self._runner.run(self._astream.text())
@@ -418,6 +426,11 @@ class SyncStreamObjectResult(_SyncStream[StreamObjectResult[Any]], Generic[T]):
     @property
     def latest_partial(self) -> Any:
         return self._astream.latest_partial
+
+    def iter_with_heartbeat(self, seconds: float) -> Iterator[Any | None]:
+        """Like :attr:`partial_object_stream`, but yields ``None`` whenever nothing arrived for
+        ``seconds``."""
+        return self._iter(heartbeat=seconds)
 
     @property
     def raw_text(self) -> str:

@@ -27,14 +27,12 @@ with nbclient or under nbval, and the answer itself is recorded once, as the cel
 from __future__ import annotations
 
 import os
-import queue
 import sys
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar, cast
+from typing import Any, Final, Literal, cast
 
 from ._markdown import close_open_fence, text_to_html, to_html
 
@@ -45,10 +43,8 @@ __all__ = [
     "Frame",
     "Mode",
     "Surface",
-    "Tick",
     "choose_mode",
     "make_surface",
-    "with_ticks",
 ]
 
 Mode = Literal["widget", "markdown", "text"]
@@ -57,8 +53,6 @@ DISPLAY_CHOICES: Final = ("auto", "widget", "markdown", "text")
 ENV_DISPLAY: Final = "KOINE_DISPLAY"
 PLACEHOLDER: Final[dict[str, Any]] = {"text/plain": ""}
 """What a live view shows before it starts and after it succeeded (a constant: see module doc)."""
-
-T = TypeVar("T")
 
 
 # -- choosing ---------------------------------------------------------------------------------
@@ -177,6 +171,10 @@ class Surface(ABC):
 
     mode: Mode
     messages_per_update: int = 1  # frontend messages one update may cost, at most
+    # Whether a successful view draws its complete last frame before it ends. Surfaces that
+    # go back to their placeholder (the answer then shows as the cell's result) skip it: a
+    # frame erased at once would only cost a message (the whole answer, for a display handle).
+    draws_final_frame: bool = False
 
     def __init__(self) -> None:
         self.updates = 0
@@ -196,6 +194,7 @@ class TextSurface(Surface):
     """Print what is new to stdout."""
 
     mode: Mode = "text"
+    draws_final_frame = True  # printed text stays: the rest must be printed
 
     def __init__(self) -> None:
         super().__init__()
@@ -290,13 +289,14 @@ class WidgetSurface(Surface):
             def __repr__(self) -> str:
                 return str(PLACEHOLDER["text/plain"])
 
-        self._out: Any = widgets.Output()
-        self._live: Any = widgets.HTML("")
-        self._live.add_class("jp-RenderedHTMLCommon")
-        self._box: Any = _LiveBox(children=[self._out, self._live])
+        layout = widgets.Layout()  # one layout model for the three widgets, not three
+        self._out: Any = widgets.Output(layout=layout)
+        self._live: Any = widgets.HTML("", layout=layout, _dom_classes=("jp-RenderedHTMLCommon",))
+        self._box: Any = _LiveBox(children=[self._out, self._live], layout=layout)
         self._sent_blocks = 0
         _display()(self._box)
-        # From here on this cell's display messages are captured by the Output widget.
+        # From here on this cell's display messages are captured by the Output widget (the
+        # frontend starts capturing when msg_id changes: it cannot be set at creation).
         self._out.__enter__()
         self._capturing = True
 
@@ -306,10 +306,11 @@ class WidgetSurface(Surface):
             self.updates += 1
             self.bytes_sent += len(value)
 
-    def _stop_capture(self) -> None:
+    def _stop_capture(self, closing: bool = False) -> None:
         if self._capturing:
             self._capturing = False
-            self._out.__exit__(None, None, None)
+            if not closing:  # a widget about to be closed captures nothing: no message then
+                self._out.__exit__(None, None, None)
 
     def show(self, frame: Frame) -> None:
         kind = frame.kind
@@ -322,20 +323,25 @@ class WidgetSurface(Surface):
         self._set(self._live, _LIVE_WRAP.format(tail_html) + _status_html(frame.status))
         new = frame.done[self._sent_blocks :]
         if new:
-            from IPython.display import HTML
-
-            html = "".join(_block_html(block, kind) for block in new)
-            _display()(HTML(html))
+            # Markdown goes out as Markdown: the frontend renders it exactly as it will render
+            # the final answer (and the kernel spends no time on HTML).
+            if kind == "markdown":
+                body = "".join(new)
+                bundle = {"text/markdown": body}
+            else:
+                body = "".join(_block_html(block, kind) for block in new)
+                bundle = {"text/html": body}
+            _display()(bundle, raw=True)
             self._sent_blocks = len(frame.done)
             self.updates += 1
-            self.bytes_sent += len(html)
+            self.bytes_sent += len(body)
 
     def end(self, frame: Frame | None, status: str = "") -> None:
         if frame is not None:
             self.show(frame)
             self._stop_capture()
             return
-        self._stop_capture()
+        self._stop_capture(closing=True)
         self._box.children = [self._live]
         self._out.close()
         self._set(self._live, _status_html(status))
@@ -353,77 +359,13 @@ def make_surface(mode: Mode) -> Surface:
 # -- feeding a view while waiting ---------------------------------------------------------------
 
 
-class Tick:
-    """Yielded by :func:`with_ticks` when no item arrived for a while."""
-
-    __slots__ = ()
-
-
-TICK: Final = Tick()
-_END: Final = object()
-
-
-class _Raised:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class Ticker(Generic[T]):
-    """Iterates ``items`` on a helper thread and yields its items, with :data:`TICK` in between
-    whenever ``interval`` seconds pass without one — so a view can refresh its clock and flush
-    a throttled update while the stream is quiet. The calling thread only waits on a queue, so
-    Ctrl-C (a kernel interrupt) reaches it at once. Exceptions of ``items`` are re-raised here.
-    """
-
-    def __init__(self, items: Iterator[T], interval: float) -> None:
-        self._items = items
-        self._interval = interval
-        self._handoff: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._pump, name="koine-view-pump", daemon=True)
-
-    def _pump(self) -> None:
-        put = self._handoff.put
-        try:
-            for item in self._items:
-                put(item)
-        except BaseException as exc:
-            put(_Raised(exc))
-        else:
-            put(_END)
-
-    def __iter__(self) -> Iterator[T | Tick]:
-        self.thread.start()
-        get = self._handoff.get
-        empty = queue.Empty
-        while True:
-            try:
-                item = get(timeout=self._interval)
-            except empty:
-                yield TICK
-                continue
-            if item is _END:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield cast(T, item)
-
-
-def with_ticks(items: Iterator[T], interval: float) -> Iterator[T | Tick]:
-    """``iter(Ticker(items, interval))``."""
-    return iter(Ticker(items, interval))
-
-
-def stop_stream(stream: Any, ticker: Ticker[Any]) -> None:
-    """Stop a sync SDK stream that is being iterated by ``ticker`` (after Ctrl-C): closing it
-    cancels its reader and closes the connection (the gateway then stops its CLI)."""
+def stop_stream(stream: Any) -> None:
+    """Stop a sync SDK stream after Ctrl-C: closing it cancels its reader on the SDK's loop and
+    closes the connection (the gateway then stops its CLI)."""
     try:
         stream.close()
     except Exception:
         pass
-    if ticker.thread.is_alive():
-        ticker.thread.join(timeout=2.0)
 
 
 class Clock:
@@ -574,8 +516,9 @@ class LiveView(ABC):
         (the answer is shown by whoever displays the result)."""
         if self.state != "live" or self.surface is None:
             return
-        self._throttle.poke()
-        self._flush()
+        if self.surface.draws_final_frame:
+            self._throttle.poke()
+            self._flush()
         self.state = "done"
         self.surface.end(None, self._status("✓"))
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
-from ._frontend import TICK_INTERVAL, Frame, LiveView, Tick, Ticker, stop_stream
+from ._frontend import TICK_INTERVAL, Frame, LiveView, stop_stream
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamObjectResult
@@ -219,19 +219,16 @@ class ObjectView(LiveView, Generic[T]):
         """
         if self.state == "new":
             self.start()
-        ticker: Ticker[Any] | None = None
         try:
-            ticker = Ticker(stream.partial_object_stream, TICK_INTERVAL)
-            for item in ticker:
-                if isinstance(item, Tick):
+            for item in stream.iter_with_heartbeat(TICK_INTERVAL):
+                if item is None:
                     self.tick()
                 else:
                     self.update(item, len(stream.raw_text))
             result = stream.object()
             self.usage = stream.usage()
         except KeyboardInterrupt:
-            if ticker is not None:
-                stop_stream(stream, ticker)
+            stop_stream(stream)
             self.interrupted()
             raise
         except BaseException as exc:

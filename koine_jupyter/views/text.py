@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from ._frontend import TICK_INTERVAL, Frame, LiveView, Tick, Ticker, stop_stream
+from ._frontend import TICK_INTERVAL, Frame, LiveView, stop_stream
 from ._markdown import BlockSplitter
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ def _fenced(body: str, lang: str) -> str:
     longest = max((len(run) for run in re.findall(r"`{3,}", body)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{lang}\n{body}\n{fence}"
+
+
+_PLAIN_LIMIT = 2000  # characters of an answer in its text/plain form
 
 
 @dataclass(eq=False)
@@ -94,7 +97,13 @@ class KoineAnswer:
         return json.loads(_strip_fence(self.text)[0])
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.text)
+        # The plain-text form is a fallback beside the rich one (the whole text again would
+        # double what a long answer sends to the frontend): long answers are cut, like pandas.
+        text = self.text
+        if len(text) > _PLAIN_LIMIT:
+            more = len(text) - _PLAIN_LIMIT
+            text = f"{text[:_PLAIN_LIMIT]}\n… ({more:,} more characters: str(answer) has all)"
+        p.text(text)
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None, **kwargs: Any
@@ -145,22 +154,32 @@ class TextView(LiveView):
         self.format: AnswerFormat = format
         self._splitter = BlockSplitter()
         self._done: list[str] = []
+        # Deltas not yet split into blocks: splitting waits for the next draw, so a token
+        # costs a list append here, not a scan (thousands of tokens per draw on a fast stream).
+        self._unsplit: list[str] = []
         self.usage: KoineUsage | None = None
+
+    def _split(self) -> BlockSplitter:
+        if self._unsplit:
+            delta = "".join(self._unsplit)
+            self._unsplit = []
+            self._done.extend(self._splitter.feed(delta))
+        return self._splitter
 
     @property
     def text(self) -> str:
         """Everything received so far."""
-        return self._splitter.text
+        return self._split().text
 
     def append(self, delta: str) -> None:
         """Add a piece of text (redrawn when the throttle allows)."""
         if not delta:
             return
-        self._done.extend(self._splitter.feed(delta))
+        self._unsplit.append(delta)
         self.poke()
 
     def _frame(self, status: str) -> Frame:
-        text = self._splitter.text
+        text = self._split().text
         if self.format == "markdown":
             return Frame(
                 self._done,
@@ -173,14 +192,14 @@ class TextView(LiveView):
         return Frame((), text, status, "text", None, text)
 
     def _progress(self) -> str:
-        return f"{len(self._splitter.text):,} chars"
+        return f"{len(self._split().text):,} chars"
 
     def _has_content(self) -> bool:
-        return bool(self._splitter.text)
+        return bool(self._split().text)
 
     def _summary(self) -> str:
         if self.usage is None:
-            return f"{len(self._splitter.text):,} chars"
+            return f"{len(self._split().text):,} chars"
         u = self.usage
         return f"{u.total_tokens:,} tokens ({u.input_tokens:,} in, {u.output_tokens:,} out)"
 
@@ -198,19 +217,16 @@ class TextView(LiveView):
         """
         if self.state == "new":
             self.start()
-        ticker: Ticker[Any] | None = None
         try:
-            ticker = Ticker(stream.text_stream, TICK_INTERVAL)
-            for item in ticker:
-                if isinstance(item, Tick):
+            for item in stream.iter_with_heartbeat(TICK_INTERVAL):
+                if item is None:
                     self.tick()
                 else:
                     self.append(item)
             self.usage = stream.usage()
             session_id = stream.session_id()
         except KeyboardInterrupt:
-            if ticker is not None:
-                stop_stream(stream, ticker)
+            stop_stream(stream)
             self.interrupted()
             raise
         except BaseException as exc:

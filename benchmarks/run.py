@@ -154,7 +154,8 @@ def reference_python() -> tuple[str | None, str]:
     check = [str(python), "-c", "import koine_sdk; print(koine_sdk.__version__)"]
     try:
         if python.exists():
-            out = subprocess.run(check, capture_output=True, text=True)
+            # cwd: from the repository root, "-c" would import the repo's own koine_sdk
+            out = subprocess.run(check, capture_output=True, text=True, cwd=REF_DIR)
             if out.stdout.strip() == REF_VERSION:
                 return str(python), "already installed"
         else:
@@ -169,7 +170,7 @@ def reference_python() -> tuple[str | None, str]:
         )
         if pip.returncode != 0:
             return None, f"pip install failed: {pip.stderr.strip()[-500:]}"
-        out = subprocess.run(check, capture_output=True, text=True)
+        out = subprocess.run(check, capture_output=True, text=True, cwd=REF_DIR)
         if out.stdout.strip() != REF_VERSION:
             return None, f"installed, but import gives {out.stdout.strip() or out.stderr[-300:]}"
         return str(python), "installed now"

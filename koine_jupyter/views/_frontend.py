@@ -32,7 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 from ._markdown import close_open_fence, text_to_html, to_html
 
@@ -381,6 +381,8 @@ class Clock:
         return self._now() - self._start
 
 
+R = TypeVar("R")
+
 # -- the lifecycle shared by every live view ------------------------------------------------------
 
 ViewState = Literal["new", "live", "done", "failed", "interrupted"]
@@ -492,6 +494,27 @@ class LiveView(ABC):
         status = self._status()
         self._status_cache = status
         self.surface.show(self._frame(status))
+
+    def _drive(self, stream: Any, on_item: Callable[[Any], None], finish: Callable[[], R]) -> R:
+        """Draw a sync SDK stream until it ends: each item goes to ``on_item``, a quiet spell
+        refreshes the clock, then ``finish()`` reads the final result. A failure or Ctrl-C
+        keeps what arrived on screen, marked, closes the stream and propagates."""
+        if self.state == "new":
+            self.start()
+        try:
+            for item in stream.iter_with_heartbeat(TICK_INTERVAL):
+                if item is None:
+                    self.tick()
+                else:
+                    on_item(item)
+            return finish()
+        except KeyboardInterrupt:
+            stop_stream(stream)
+            self.interrupted()
+            raise
+        except BaseException as exc:
+            self.failed(exc)
+            raise
 
     def poke(self) -> None:
         """Note a change (redrawn when the throttle allows)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
-from ._frontend import TICK_INTERVAL, Frame, LiveView, stop_stream
+from ._frontend import Frame, LiveView
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamObjectResult
@@ -124,23 +124,13 @@ class FrameView(LiveView):
     def consume(self, stream: SyncStreamObjectResult[Any]) -> Any:
         """Draw ``stream`` until it ends; return the validated items as a DataFrame (the
         validated object itself is in :attr:`result`)."""
-        if self.state == "new":
-            self.start()
-        try:
-            for item in stream.iter_with_heartbeat(TICK_INTERVAL):
-                if item is None:
-                    self.tick()
-                else:
-                    self.update(item)
+
+        def finish() -> Any:
             result = stream.object()
             self.usage = stream.usage()
-        except KeyboardInterrupt:
-            stop_stream(stream)
-            self.interrupted()
-            raise
-        except BaseException as exc:
-            self.failed(exc)
-            raise
+            return result
+
+        result = self._drive(stream, self.update, finish)
         return self.finish(result)
 
     def finish(self, result: Any) -> Any:

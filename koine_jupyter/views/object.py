@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
-from ._frontend import TICK_INTERVAL, Frame, LiveView, stop_stream
+from ._frontend import Frame, LiveView
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamObjectResult
@@ -217,23 +217,13 @@ class ObjectView(LiveView, Generic[T]):
         JSON) or ``KeyboardInterrupt`` the partial object stays drawn and the exception
         propagates; the newest partial is in :attr:`partial`.
         """
-        if self.state == "new":
-            self.start()
-        try:
-            for item in stream.iter_with_heartbeat(TICK_INTERVAL):
-                if item is None:
-                    self.tick()
-                else:
-                    self.update(item, len(stream.raw_text))
+
+        def finish() -> T:
             result = stream.object()
             self.usage = stream.usage()
-        except KeyboardInterrupt:
-            stop_stream(stream)
-            self.interrupted()
-            raise
-        except BaseException as exc:
-            self.failed(exc)
-            raise
+            return result
+
+        result = self._drive(stream, lambda item: self.update(item, len(stream.raw_text)), finish)
         self.finish(result)
         return result
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from ._frontend import TICK_INTERVAL, Frame, LiveView, stop_stream
+from ._frontend import Frame, LiveView
 from ._markdown import BlockSplitter
 
 if TYPE_CHECKING:
@@ -215,23 +215,12 @@ class TextView(LiveView):
         On a ``KoineError`` or ``KeyboardInterrupt`` what arrived stays drawn (marked) and the
         exception propagates; the text so far is in :attr:`text`.
         """
-        if self.state == "new":
-            self.start()
-        try:
-            for item in stream.iter_with_heartbeat(TICK_INTERVAL):
-                if item is None:
-                    self.tick()
-                else:
-                    self.append(item)
+
+        def finish() -> str:
             self.usage = stream.usage()
-            session_id = stream.session_id()
-        except KeyboardInterrupt:
-            stop_stream(stream)
-            self.interrupted()
-            raise
-        except BaseException as exc:
-            self.failed(exc)
-            raise
+            return stream.session_id()
+
+        session_id = self._drive(stream, self.append, finish)
         self.done()
         return KoineAnswer(
             self.text,

@@ -160,6 +160,11 @@ def test_malformed_data_line(http: httpx.Client, gw: LocalGateway) -> None:
     assert response.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         response.json()
+    # among partial objects the broken line is a partial-object event, for that parser to meet
+    gw.inject(Fault.malformed_line(after=2))
+    text = post(http, gw, "/stream-object", {"prompt": "w", "schema": SCHEMA}).text
+    bad = [b for b in text.split("\n\n") if "unquoted" in b]
+    assert len(bad) == 1 and bad[0].startswith("event: partial-object\n")
 
 
 def test_unknown_events_and_extra_warnings(http: httpx.Client, gw: LocalGateway) -> None:

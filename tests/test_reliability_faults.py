@@ -138,10 +138,8 @@ CASES: list[Case] = [
          status=500, conn="reuse"),
     Case("malformed-json-text", "stream_text", (Fault.malformed_line(after=2),),
          code="SSE_PARSE_ERROR", received=True),
-    # The gateway's malformed line is an ``event: text``: not an event of /stream-object, so
-    # ignored there like any unknown event (the object still arrives).
-    Case("malformed-text-event-on-object-stream", "stream_object",
-         (Fault.malformed_line(after=3),), conn="reuse"),
+    Case("malformed-json-partial-object", "stream_object", (Fault.malformed_line(after=3),),
+         code="SSE_PARSE_ERROR", received=True),
     Case("truncated-json-generate", "generate_text", (Fault.malformed_line(),),
          code="INVALID_RESPONSE", status=200, conn="reuse"),
     Case("no-result-event", "stream_text", (Fault.no_result(),), code="STREAM_INCOMPLETE",

@@ -267,11 +267,16 @@ class _Writer:
         self.pending: list[bytes] = []
         self.plain = not (self.crlf or self.unknown or self.split) and self.batch == 1
         self.count = 0
+        # The malformed line takes the name of the content events it sits among (``text`` or
+        # ``partial-object``), so each endpoint's parser meets it.
+        self.content_name = b"text"
 
     async def emit(self, name: bytes, data: bytes) -> bool:
         """Send one event; False once the stream must stop."""
         if self.ctx.stop.is_set():
             return False
+        if name == b"partial-object":
+            self.content_name = name
         if self.plain:
             frame = b"event: " + name + b"\ndata: " + data + b"\n\n"
             await self.send({"type": "http.response.body", "body": frame, "more_body": True})
@@ -336,7 +341,8 @@ class _Writer:
             await self.ctx.abort()
             return False
         if self.malformed is not None and index == self.malformed.after:
-            await self._write(b'event: text\ndata: {"text": unquoted broken json\n\n')
+            name = self.content_name
+            await self._write(b"event: " + name + b'\ndata: {"' + name + b'": unquoted broken\n\n')
         return await self.pause(delay) if delay > 0 else True
 
     async def end(self, *events: tuple[bytes, Any]) -> None:

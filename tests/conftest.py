@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from koine_sdk import KoineClient, SyncKoineClient, create_koine, create_koine_sync
@@ -30,3 +31,16 @@ def koine_sync(koine_gateway: Any) -> Iterator[SyncKoineClient]:
     client = create_koine_sync(base_url=koine_gateway.base_url, auth_key=koine_gateway.auth_key)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """A plain httpx client, for tests that speak to the local gateway directly."""
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def gw(koine_gateway: Any) -> Any:
+    """The shared local gateway (reset before each test)."""
+    return koine_gateway

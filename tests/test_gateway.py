@@ -11,47 +11,14 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from _gateway_http import SCHEMA, parse_sse, post
 
 from koine_sdk.testing import LocalGateway
-
-SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
-    "required": ["city", "temp"],
-}
-
-
-def parse_sse(text: str) -> list[tuple[str, Any]]:
-    events: list[tuple[str, Any]] = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = block.split("\n")
-        names = [line[7:] for line in lines if line.startswith("event: ")]
-        datas = [line[6:] for line in lines if line.startswith("data: ")]
-        if datas:
-            events.append((names[0] if names else "message", json.loads(datas[0])))
-    return events
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def gw(koine_gateway: LocalGateway) -> LocalGateway:
-    return koine_gateway
-
-
-def post(
-    http: httpx.Client, gw: LocalGateway, path: str, body: Any, **headers: str
-) -> httpx.Response:
-    return http.post(gw.base_url + path, json=body, headers={**gw.headers, **headers})
 
 
 def stream(http: httpx.Client, gw: LocalGateway, body: Any, path: str = "/stream") -> list[Any]:

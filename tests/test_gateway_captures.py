@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _gateway_http import parse_sse
 
 from koine_sdk.testing import LocalGateway, settings_from_env
 
@@ -131,20 +132,6 @@ def read_capture(path: Path) -> Capture:
             exchange.body = rest
         exchanges.append(exchange)
     return Capture(path.stem, env, exchanges)
-
-
-def parse_sse(text: str) -> list[tuple[str, Any]]:
-    events: list[tuple[str, Any]] = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        name, data = "message", None
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        if data is not None:
-            events.append((name, data))
-    return events
 
 
 def capture_files() -> list[Path]:

@@ -5,45 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from _gateway_http import SCHEMA, parse_sse, post
 
 from koine_sdk.testing import Fault, FaultKind, LocalGateway, Reply
-
-SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
-    "required": ["city", "temp"],
-}
-
-
-def parse_sse(text: str) -> list[tuple[str, Any]]:
-    events: list[tuple[str, Any]] = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = block.split("\n")
-        names = [line[7:] for line in lines if line.startswith("event: ")]
-        datas = [line[6:] for line in lines if line.startswith("data: ")]
-        if datas:
-            events.append((names[0] if names else "message", json.loads(datas[0])))
-    return events
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def gw(koine_gateway: LocalGateway) -> LocalGateway:
-    return koine_gateway
-
-
-def post(http: httpx.Client, gw: LocalGateway, path: str, body: Any) -> httpx.Response:
-    return http.post(gw.base_url + path, json=body, headers=gw.headers)
 
 
 def names(text: str) -> list[str]:

@@ -32,10 +32,6 @@ _scanstring = cast(
     json.decoder.scanstring,  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 )
 
-_GATEWAY_STREAM_CODES = frozenset(
-    {"TIMEOUT_ERROR", "CLI_EXIT_ERROR", "SPAWN_ERROR", "PARSE_ERROR", "INTERNAL_ERROR"}
-)
-
 
 class StreamWarning:
     """A ``warning`` event: ``code`` (e.g. ``EXTRACTION_FALLBACK``) and ``message``."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from _pytest.terminal import TerminalReporter
+
 for _name in (
     "KOINE_BASE_URL",
     "KOINE_AUTH_KEY",
@@ -22,3 +25,25 @@ for _name in (
 
 # Notebooks under tests/ are fixtures that tests execute themselves, never nbval targets.
 collect_ignore_glob = ["tests/**/*.ipynb"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (markers ``slow`` and ``browser``) run last, so the run shows progress from its
+    first second."""
+
+    def slow(item: pytest.Item) -> bool:
+        return any(item.get_closest_marker(name) for name in ("slow", "browser"))
+
+    items.sort(key=slow)  # a stable sort: the rest keep their order
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    """One line at the end naming why tests were skipped (a clone with every extra installed
+    skips only the browser test, when Chromium or JupyterLab is missing)."""
+    reasons: set[str] = set()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            reasons.add(str(longrepr[2]).removeprefix("Skipped: "))
+    if reasons:
+        terminalreporter.write_line("skipped because: " + "; ".join(sorted(reasons)))

@@ -3,20 +3,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from koine_sdk import KoineClient, SyncKoineClient, create_koine, create_koine_sync
-
-
-def shared_dir() -> Path:
-    env = os.environ.get("KOINE_SHARED_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
 
 
 @pytest.fixture

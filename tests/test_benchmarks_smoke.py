@@ -12,6 +12,7 @@ import pytest
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_benchmarks_smoke() -> None:
     out = subprocess.run(

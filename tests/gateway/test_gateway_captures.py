@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import threading
 import time
@@ -23,15 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
+from _captures import CAPTURES
 from _gateway_http import parse_sse
 
 from koine_sdk.testing import LocalGateway, settings_from_env
 
-SHARED = Path(
-    os.environ.get("KOINE_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared"
-)
-SAMPLES = SHARED / "samples"
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"no captures at {SAMPLES}")
+SAMPLES = CAPTURES
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 IGNORED_HEADERS = {

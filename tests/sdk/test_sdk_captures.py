@@ -6,25 +6,18 @@ test_gateway_captures.py; this checks the client side against the field, not aga
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _captures import CAPTURES
 from pydantic import BaseModel
 
 from koine_sdk import KoineError, create_koine
 
-SAMPLES = (
-    Path(os.environ["KOINE_SHARED_DIR"])
-    if os.environ.get("KOINE_SHARED_DIR")
-    else Path(__file__).resolve().parents[1].parent / "shared"
-) / "samples"
-
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared/samples not available")
+SAMPLES = CAPTURES
 
 
 @dataclass
@@ -342,5 +335,5 @@ async def test_stream_object_midstream_error_capture() -> None:
         assert seen and seen[-1].city == "ex"
 
 
-def test_loader_sees_paths() -> None:
-    assert Path(SAMPLES).name == "samples"
+def test_captures_ship_with_the_repository() -> None:
+    assert len(list(SAMPLES.glob("*.txt"))) >= 30

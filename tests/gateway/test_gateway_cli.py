@@ -17,7 +17,7 @@ import pytest
 
 from koine_sdk.testing import LocalGateway, settings_from_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytest_plugins = ("pytester",)
 
 

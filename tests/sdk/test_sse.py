@@ -4,10 +4,10 @@ property tests over arbitrary chunkings of the byte stream."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from _captures import CAPTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -200,12 +200,6 @@ def test_large_event_in_small_chunks() -> None:
 # -- real captures ----------------------------------------------------------------------------
 
 
-def _samples_dir() -> Path:
-    env = os.environ.get("KOINE_SHARED_DIR")
-    shared = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-    return shared / "samples"
-
-
 def _dechunk(body: bytes) -> bytes:
     out = bytearray()
     pos = 0
@@ -230,7 +224,7 @@ def _capture_body(path: Path) -> bytes:
     return body
 
 
-_SAMPLES = sorted(_samples_dir().glob("stream*.txt")) if _samples_dir().is_dir() else []
+_SAMPLES = sorted(CAPTURES.glob("stream*.txt"))
 
 
 def _expected(body: bytes) -> list[tuple[str, str]]:
@@ -243,7 +237,6 @@ def _expected(body: bytes) -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.skipif(not _SAMPLES, reason="shared samples not available")
 @pytest.mark.parametrize("path", _SAMPLES, ids=lambda p: p.name)
 def test_real_captures(path: Path) -> None:
     body = _capture_body(path)
@@ -257,9 +250,8 @@ def test_real_captures(path: Path) -> None:
         assert events[0].event == "session"
 
 
-@pytest.mark.skipif(not _SAMPLES, reason="shared samples not available")
 def test_capture_unicode_and_chunked_specifics() -> None:
-    samples = _samples_dir()
+    samples = CAPTURES
     events = decode_bytewise(_capture_body(samples / "stream-unicode.txt"))
     text = "".join(json.loads(e.data)["text"] for e in events if e.event == "text")
     assert "\ufffd" not in text

@@ -5,12 +5,11 @@ from __future__ import annotations
 import enum
 import itertools
 import json
-import os
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, cast, get_args
 
 import pytest
+from _captures import CAPTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,13 +61,7 @@ class Right(BaseModel):
 Left.model_rebuild()
 
 
-def _samples_dir() -> Path:
-    env = os.environ.get("KOINE_SHARED_DIR")
-    shared = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-    return shared / "samples"
-
-
-_CAPTURE = _samples_dir() / "stream-object.txt"
+_CAPTURE = CAPTURES / "stream-object.txt"
 
 
 # -- partial_type -----------------------------------------------------------------------------
@@ -166,7 +159,6 @@ def _capture_parsed() -> list[Any]:
     return values
 
 
-@pytest.mark.skipif(not _CAPTURE.is_file(), reason="shared samples not available")
 def test_capture_partials_grow() -> None:
     parser = PartialParser(Recipe)
     partials = [parser.parse(value) for value in _capture_parsed()]

@@ -15,6 +15,7 @@ Sync (scripts, notebooks, threads)::
 
 from ._config import KoineConfig
 from ._streams import StreamWarning
+from ._version import __version__
 from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
 from .errors import ErrorCode, KoineError
 from .sync import (
@@ -31,8 +32,6 @@ from .types import (
     HealthStatus,
     KoineUsage,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConcurrencySlots",

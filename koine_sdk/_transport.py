@@ -20,11 +20,12 @@ import httpx
 
 from ._config import KoineConfig
 from ._sse import ServerSentEvent, SSEDecoder
+from ._version import __version__
 from .errors import KoineError, error_from_response
 
 __all__ = ["Transport", "build_body"]
 
-_USER_AGENT = "koine-sdk-python/0.1.0"
+_USER_AGENT = f"koine-sdk-python/{__version__}"
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_CONNECTIONS = 200
 # After ``done`` the gateway ends the body at once; a server that keeps talking is cut off.

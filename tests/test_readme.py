@@ -29,7 +29,7 @@ def _python_blocks() -> list[str]:
 def test_setup_commands_are_in_ci() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     bash = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
-    setup = [b.strip() for b in bash if "python3 -m venv .venv" in b]
+    setup = [b.strip() for b in bash if b.startswith("python3 -m venv .venv && ")]
     assert len(setup) == 2
     assert "README_SETUP" in ci  # .ci/run extracts and runs them verbatim
 

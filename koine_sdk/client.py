@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -13,7 +15,9 @@ import httpx
 from pydantic import ValidationError
 
 from ._config import KoineConfig
+from ._limits import check_arguments
 from ._partial import parser_for
+from ._repair import repair_prompt
 from ._sse import ServerSentEvent
 from ._streams import ObjectStreamState, StreamState, StreamWarning, TextStreamState
 from ._transport import Transport, build_body
@@ -32,13 +36,52 @@ T = TypeVar("T")
 S = TypeVar("S", bound=StreamState)
 
 
+def _usage_in(body: bytes) -> KoineUsage | None:
+    """The ``usage`` of an answer that is otherwise unusable, if it can be read (it was paid)."""
+    try:
+        data = json.loads(body)
+        return KoineUsage.model_validate(data["usage"]) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _invalid_response(what: str, body: bytes) -> KoineError:
     return KoineError(
         f"the gateway's answer is not {what}",
         "INVALID_RESPONSE",
         body.decode("utf-8", "replace")[:4096],
         status=200,
+        usage=_usage_in(body),
     )
+
+
+def _check_timeout(timeout: object) -> float | None:
+    """A per-call ``timeout``: ``None`` (the client's) or a finite number of seconds > 0."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise KoineError(
+            f"timeout must be a positive number of seconds or None (got {timeout!r})",
+            "INVALID_ARGUMENT",
+        )
+    return float(timeout)
+
+
+def _check_repairs(repairs: object) -> int:
+    if isinstance(repairs, bool) or not isinstance(repairs, int) or repairs < 0:
+        raise KoineError(
+            f"repairs must be a whole number >= 0 (got {repairs!r})", "INVALID_ARGUMENT"
+        )
+    return repairs
+
+
+def _sum(total: KoineUsage | None, usage: KoineUsage) -> KoineUsage:
+    return usage if total is None else total + usage
 
 
 class KoineClient:
@@ -86,6 +129,7 @@ class KoineClient:
 
     def _body(
         self,
+        path: str,
         prompt: str,
         system: str | None,
         session_id: str | None,
@@ -93,14 +137,28 @@ class KoineClient:
         model: str | None,
         schema: dict[str, Any] | None = None,
     ) -> bytes:
-        return build_body(
+        """The request body, after checking the arguments (``INVALID_ARGUMENT``) and that the
+        gateway can pass each of them to the CLI (``PROMPT_TOO_LARGE``): nothing is sent
+        otherwise."""
+        model = model if model is not None else self.config.model
+        body = build_body(
             prompt=prompt,
             system=system,
             session_id=session_id,
             allowed_tools=allowed_tools,
-            model=model if model is not None else self.config.model,
+            model=model,
             schema=schema,
         )
+        check_arguments(
+            path,
+            prompt=prompt,
+            system=system,
+            session_id=session_id,
+            model=model,
+            tools=allowed_tools,
+            schema=schema,
+        )
+        return body
 
     # -- text -------------------------------------------------------------------------------
 
@@ -115,8 +173,13 @@ class KoineClient:
         timeout: float | None = None,
     ) -> GenerateTextResult:
         """Generate text from a prompt. ``session_id`` continues an earlier conversation;
-        ``allowed_tools`` narrows the CLI tools the gateway allows."""
-        body = self._body(prompt, system, session_id, allowed_tools, model)
+        ``allowed_tools`` narrows the CLI tools the gateway allows.
+
+        Cancelling the call (or Ctrl-C on the sync client) closes the connection and frees the
+        gateway's slot, but the real gateway lets that CLI run to its end (only streams are
+        stopped on disconnect): the tokens are spent anyway."""
+        timeout = _check_timeout(timeout)
+        body = self._body("/generate-text", prompt, system, session_id, allowed_tools, model)
         _, content = await self._transport.request_json(
             "POST", "/generate-text", body, timeout=timeout
         )
@@ -144,7 +207,8 @@ class KoineClient:
         ``keep_text=False`` keeps nothing (memory stays flat however long the stream), for a
         consumer that handles each chunk itself; ``r.text()`` and ``r.received_text`` then raise
         ``INVALID_ARGUMENT``."""
-        body = self._body(prompt, system, session_id, allowed_tools, model)
+        timeout = _check_timeout(timeout)
+        body = self._body("/stream", prompt, system, session_id, allowed_tools, model)
         state = TextStreamState(keep_text=keep_text)
         return StreamTextResult(self._transport, "/stream", body, timeout, state)
 
@@ -160,24 +224,66 @@ class KoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        repairs: int = 0,
     ) -> GenerateObjectResult[T]:
         """Extract an object of ``schema`` (a Pydantic model class, or a type such as
         ``list[Model]``). The object is validated; a mismatch raises ``VALIDATION_ERROR`` with
-        the raw JSON text in ``raw_text``."""
+        the raw JSON text in ``raw_text`` and the tokens spent in ``usage``.
+
+        ``repairs=N`` (default 0) gives the model up to N more tries: when its answer fails the
+        schema, the same session is resumed with the validation errors and a request for the
+        corrected object. The result's ``attempts`` counts the answers (1 when the first was
+        valid) and ``usage`` sums them all; when every try fails, ``VALIDATION_ERROR`` carries
+        ``attempts`` and the summed ``usage``. (``stream_object`` has no repair loop: catch its
+        ``VALIDATION_ERROR`` and call ``generate_object(..., session_id=...)`` yourself.)
+
+        Cancelling the call frees the gateway's slot, but the real gateway lets the CLI run to
+        its end (see :meth:`generate_text`)."""
+        repairs = _check_repairs(repairs)
+        timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
-        body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
-        _, content = await self._transport.request_json(
-            "POST", "/generate-object", body, timeout=timeout
-        )
-        try:
-            wire = _GenerateObjectWire.model_validate_json(content)
-        except ValidationError:
-            raise _invalid_response("a generate-object result", content) from None
-        obj = parser.validate_final(wire.object, wire.raw_text)
-        result: GenerateObjectResult[T] = GenerateObjectResult(
-            object=obj, raw_text=wire.raw_text, usage=wire.usage, session_id=wire.session_id
-        )
-        return result
+        json_schema = parser.json_schema()
+        ask, session = prompt, session_id
+        attempts = 0
+        total: KoineUsage | None = None
+        while True:
+            body = self._body(
+                "/generate-object", ask, system, session, allowed_tools, model, json_schema
+            )
+            try:
+                _, content = await self._transport.request_json(
+                    "POST", "/generate-object", body, timeout=timeout
+                )
+            except KoineError as exc:
+                if attempts:  # a repair failed: the earlier answers were paid all the same
+                    exc.usage = exc.usage or total
+                    exc.attempts = attempts
+                raise
+            attempts += 1
+            try:
+                wire = _GenerateObjectWire.model_validate_json(content)
+            except ValidationError:
+                error = _invalid_response("a generate-object result", content)
+                error.usage = _sum(total, error.usage) if error.usage is not None else total
+                error.attempts = attempts
+                raise error from None
+            total = _sum(total, wire.usage)
+            try:
+                obj = parser.validate_final(wire.object, wire.raw_text)
+            except KoineError as exc:
+                exc.usage, exc.attempts = total, attempts
+                if attempts > repairs:
+                    raise
+                ask, session = repair_prompt(exc), wire.session_id
+                continue
+            result: GenerateObjectResult[T] = GenerateObjectResult(
+                object=obj,
+                raw_text=wire.raw_text,
+                usage=total,
+                session_id=wire.session_id,
+                attempts=attempts,
+            )
+            return result
 
     def stream_object(
         self,
@@ -192,9 +298,14 @@ class KoineClient:
     ) -> StreamObjectResult[T]:
         """Stream an object as its JSON is written: ``async with koine.stream_object(...) as r:``
         then ``async for partial in r.partial_object_stream`` (each a partial view of
-        ``schema``: any field may still be missing); afterwards ``await r.object()``."""
+        ``schema``: any field may still be missing); afterwards ``await r.object()``.
+
+        No repair loop here (see :meth:`generate_object`)."""
+        timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
-        body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
+        body = self._body(
+            "/stream-object", prompt, system, session_id, allowed_tools, model, parser.json_schema()
+        )
         return StreamObjectResult(
             self._transport, "/stream-object", body, timeout, ObjectStreamState(parser)
         )
@@ -203,6 +314,7 @@ class KoineClient:
 
     async def health(self, *, timeout: float | None = None) -> HealthStatus:
         """The gateway's ``/health`` (a 503 "unhealthy" answer is returned, not raised)."""
+        timeout = _check_timeout(timeout)
         _, content = await self._transport.request_json(
             "GET", "/health", None, timeout=timeout, ok_statuses=(503,)
         )
@@ -295,7 +407,10 @@ class _BaseStream(Generic[S]):
                 return
             except KoineError as exc:
                 self._finished = True
-                self._failure = exc
+                # A connection that broke after the stream's own error event: that error is
+                # the cause to report.
+                error = self._state.error
+                self._failure = error if error and exc.code == "STREAM_INCOMPLETE" else exc
                 await self.aclose()
                 return
             feed, append = self._feed, self._pending.append
@@ -333,23 +448,28 @@ class _BaseStream(Generic[S]):
             raise self._failure
 
     async def usage(self) -> KoineUsage:
-        """Token usage (waits for the end of the stream)."""
-        await self._until_finished()
-        self._check_end()
-        assert self._state.usage is not None
-        return self._state.usage
+        """Token usage, from the ``result`` event (waits for the end of the stream). Known also
+        when the stream then failed (the tokens were spent); a stream that ended properly
+        without ``result`` raises ``NO_USAGE``."""
+        while not self._finished:
+            await self._pump()
+        if self._state.usage is not None:
+            return self._state.usage
+        if self._failure is not None:
+            raise self._failure
+        return self._state.usage_or_raise()
 
     async def session_id(self) -> str:
         """The id to resume this conversation with (waits for the ``result`` event: on a new
-        conversation only that id is resumable; see :attr:`provisional_session_id`)."""
+        conversation only that id is resumable; see :attr:`provisional_session_id`). A stream
+        that ended properly without ``result`` raises ``NO_SESSION``."""
         while self._state.session_id is None and not self._finished:
             await self._pump()
-        if self._state.session_id is None:
-            if self._failure is not None:
-                raise self._failure
-            self._check_end()
-        assert self._state.session_id is not None
-        return self._state.session_id
+        if self._state.session_id is not None:
+            return self._state.session_id
+        if self._failure is not None:
+            raise self._failure
+        return self._state.session_or_raise()
 
     @property
     def provisional_session_id(self) -> str | None:
@@ -397,18 +517,16 @@ class StreamObjectResult(_BaseStream[ObjectStreamState[T]], Generic[T]):
     def _feed(self, event: ServerSentEvent) -> Any | None:
         return self._state.feed(event)
 
-    def _check_end(self) -> None:
-        st = self._state
-        if st.error is not None:
-            raise st.error
-        if st.session_id is None or st.usage is None:
-            raise KoineError("the stream ended without a 'result' event", "STREAM_INCOMPLETE")
-
     @property
     def partial_object_stream(self) -> AsyncIterator[Any]:
         """Partial objects as the JSON arrives: each is an instance of the schema's partial
         view (every field optional). Incomplete data never raises here; the stream's own
-        error does, after the partials received before it."""
+        error does, after the partials received before it.
+
+        The last item may be the final object itself (as a partial view), when it differs from
+        the last partial: a view that shows the latest item ends on the whole answer.
+        Consecutive partials share the parts that did not change (earlier list items, finished
+        fields): treat them as read-only."""
         return self._items()
 
     @property
@@ -423,7 +541,8 @@ class StreamObjectResult(_BaseStream[ObjectStreamState[T]], Generic[T]):
 
     async def object(self) -> T:
         """The final object, validated against the schema (``VALIDATION_ERROR`` with the raw
-        JSON in ``raw_text`` when it does not match)."""
+        JSON in ``raw_text`` and the stream's ``usage`` when it does not match; ``NO_OBJECT``
+        when the stream ended properly without an ``object`` event)."""
         await self._until_finished()
         return self._state.final_object()
 

@@ -2,8 +2,9 @@
 
 Check order follows the real (Express) gateway: body parse (500 on bad JSON) → bearer auth
 (401/403) → route (404) → concurrency slot (429) → body validation (400) → tools (400) → CLI
-spawn (E2BIG) → the run. Streams are written with raw ASGI ``http.response.body`` messages, one
-per event, so every event leaves as its own HTTP chunk.
+spawn (E2BIG: 500 on ``/generate-*``; on the streams the gateway's process exits) → the run.
+Streams are written with raw ASGI ``http.response.body`` messages, one per event, so every event
+leaves as its own HTTP chunk.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import math
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,6 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._jsjson import js_stringify
+from .._limits import STREAM_OBJECT_PROMPT_EXTRA, STREAM_OBJECT_SYSTEM_BYTES
 from ._faults import JSON_TYPE, Fault, FaultKind, Reply
 from ._model import (
     Endpoint,
@@ -92,13 +94,17 @@ class GatewayState:
         self.rejected = 0
         self.disconnects = 0
         self.contexts: set[_Context] = set()
+        self.crashed = False
+        # Called on the server's loop when a spawn error takes the "process" down (set by
+        # LocalGateway: it stops the server).
+        self.on_crash: Callable[[], None] | None = None
 
     def reset(self) -> None:
         with self.lock:
             self.settings = self.initial
             self.replies.clear()
             self.requests.clear()
-            self.model.sessions.clear()
+            self.model.reset()
             self.peak = dict(self.active)
             self.rejected = 0
             self.disconnects = 0
@@ -144,6 +150,14 @@ class GatewayState:
         """Called on the loop when the server stops: end every sleep and stream at once."""
         for ctx in list(self.contexts):
             ctx.stop.set()
+
+    def crash(self) -> None:
+        """The gateway's process exits (a CLI spawn error on a stream): every stream in flight
+        ends without ``done`` and no further connection is accepted."""
+        self.crashed = True
+        self.shutdown()
+        if self.on_crash is not None:
+            self.on_crash()
 
 
 class _AbortConnectionError(Exception):
@@ -263,6 +277,7 @@ class _Writer:
         self.split = faults.get(FaultKind.SPLIT_UTF8)
         self.drop = faults.get(FaultKind.DROP)
         self.malformed = faults.get(FaultKind.MALFORMED_LINE)
+        self.cut_end = faults.get(FaultKind.CUT_END)
         self.batch = max(1, events_per_chunk)
         self.pending: list[bytes] = []
         self.plain = not (self.crlf or self.unknown or self.split) and self.batch == 1
@@ -348,6 +363,15 @@ class _Writer:
     async def end(self, *events: tuple[bytes, Any]) -> None:
         """The closing events (``result``/``error``/``done``...), then the end of the body."""
         if self.warnings and not await self.warning():
+            return
+        if self.cut_end is not None and events:
+            name, payload = events[0]
+            frame = b"event: " + name + b"\ndata: " + compact(payload).encode() + b"\n"
+            if self.cut_end.cut == "mid-line":
+                frame = frame[: len(frame) - len(compact(payload)) // 2 - 1]
+            await self.flush()
+            await self.send({"type": "http.response.body", "body": frame, "more_body": True})
+            await self.ctx.abort()
             return
         for name, payload in events:
             if not await self.emit(name, compact(payload).encode()):
@@ -439,12 +463,55 @@ async def _stream_object(w: _Writer, run: Run) -> None:
     await w.end(*events, _result(run, text), _DONE_OK)
 
 
-async def _stream_spawn_error(w: _Writer, run: Run) -> None:
-    if await w.session(run.session_event_id):
-        await w.end(
-            (b"error", {"error": "spawn E2BIG", "code": "SPAWN_ERROR"}),
-            (b"done", {"code": None, "signal": None, "reason": "spawn_error"}),
+def cli_argument_sizes(
+    endpoint: Endpoint, request: GenerateRequest, tools: list[str] | None
+) -> list[int]:
+    """UTF-8 sizes of the CLI arguments the real gateway builds for this request (a lone
+    surrogate counts 3 bytes: Node writes U+FFFD). On ``/stream-object`` the prompt carries a
+    fixed instruction and the schema as ``JSON.stringify(schema, null, 2)``, and the system
+    prompt a fixed sentence; ``/generate-object`` passes ``JSON.stringify(schema)``."""
+
+    def size(text: str) -> int:
+        return len(text.encode("utf-8", "surrogatepass"))
+
+    sizes: list[int] = []
+    schema = request.schema
+    if endpoint is Endpoint.STREAM_OBJECT and schema is not None:
+        sizes.append(
+            size(request.prompt) + STREAM_OBJECT_PROMPT_EXTRA + size(js_stringify(schema, 2))
         )
+        system_extra = size(request.system) + 2 if request.system else 0
+        sizes.append(STREAM_OBJECT_SYSTEM_BYTES + system_extra)
+    else:
+        sizes.append(size(request.prompt))
+        if request.system:
+            sizes.append(size(request.system))
+        if endpoint is Endpoint.GENERATE_OBJECT and schema is not None:
+            sizes.append(size(js_stringify(schema)))
+    sizes += [size(v) for v in (request.model, request.session_id) if v]
+    sizes += [size(t) for t in tools or ()]
+    return sizes
+
+
+class _Crash(Response):
+    """What a stream whose CLI cannot be spawned gets from the real gateway: the status line
+    and headers, then the connection closes as the gateway's process exits (the spawn error is
+    not caught on the streaming routes). This gateway then stops too: connections are refused
+    until :meth:`LocalGateway.restart`."""
+
+    def __init__(self, ctx: _Context, release: Callable[[], None]) -> None:
+        self.background = None
+        self.ctx = ctx
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            self.ctx.state.crash()
+            await self.ctx.abort()
+        finally:
+            self.ctx.close()
+            self.release()
 
 
 class _EventStream(Response):
@@ -729,17 +796,14 @@ class _Handlers:
                 message = "No valid tools available: all requested tools are disallowed"
                 return _error(400, message, "NO_TOOLS_AVAILABLE")
             too_big = any(
-                len(arg.encode("utf-8", "surrogatepass")) >= E2BIG_BYTES
-                for arg in (parsed.prompt, parsed.system or "")
+                size >= E2BIG_BYTES for size in cli_argument_sizes(endpoint, parsed, tools)
             )
             if too_big and not endpoint.streaming:
                 return _error(500, "spawn E2BIG", "INTERNAL_ERROR")
-            if too_big:  # the CLI never starts: no turn is recorded
-                sid = parsed.session_id or str(uuid.uuid4())
-                run = Run(chunks=(), session_event_id=sid, result_session_id=sid, input_tokens=0)
+            if too_big:  # the spawn error is not caught there: the gateway process exits
                 handed_off = True
                 release = lambda: state.release(kind)  # noqa: E731
-                return _EventStream(_stream_spawn_error, run, ctx, release, 1)
+                return _Crash(ctx, release)
             run = state.model.run(
                 endpoint,
                 parsed,

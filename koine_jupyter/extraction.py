@@ -25,10 +25,10 @@ How it runs:
   flight (closing their connections frees their gateway slots; the real gateway does not stop
   a ``/generate-object`` CLI on disconnect, so those runs finish and are billed), marks
   unfinished rows ``INTERRUPTED`` and returns the partial frame (``on_interrupt="raise"``
-  re-raises the ``KeyboardInterrupt`` instead). A cancelled ``aextract`` re-raises ``CancelledError``. Either
-  way the frame of the latest call is kept in :data:`last_result` — reachable as
-  ``koine_jupyter.extract.last_result`` (an attribute of the ``extract`` function, mirrored
-  as ``koine_jupyter.extraction.last_result``).
+  re-raises the ``KeyboardInterrupt`` instead). A cancelled ``aextract`` re-raises
+  ``CancelledError``. Either way the frame of the latest call is kept in :data:`last_result` —
+  reachable as ``koine_jupyter.extract.last_result`` (an attribute of the ``extract``
+  function, mirrored as ``koine_jupyter.extraction.last_result``).
 * **Progress.** A widget (bar + label, and a preview of the frame filling in) in a notebook, a
   throttled text line on ``stderr`` elsewhere, nothing with ``progress=False``.
 

@@ -13,6 +13,7 @@ import asyncio
 import collections
 import json
 import math
+import re
 import secrets
 import threading
 import time
@@ -613,13 +614,26 @@ def validate(body: Any, endpoint: Endpoint) -> tuple[GenerateRequest | None, lis
     if issues:
         return None, issues
     return GenerateRequest(
-        prompt=cast(str, prompt),
-        system=data.get("system"),
-        session_id=data.get("sessionId"),
-        model=data.get("model"),
-        allowed_tools=tuple(cast(list[str], tools)) if tools is not None else None,
+        prompt=_as_argument(cast(str, prompt)),
+        system=_as_argument(data.get("system")),
+        session_id=_as_argument(data.get("sessionId")),
+        model=_as_argument(data.get("model")),
+        allowed_tools=(
+            tuple(_as_argument(t) for t in cast(list[str], tools)) if tools is not None else None
+        ),
         schema=cast(dict[str, Any], schema) if endpoint.wants_object else None,
     ), []
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _as_argument(text: Any) -> Any:
+    """A string as the CLI receives it: Node writes a lone surrogate (valid in a JSON string
+    escape, not in UTF-8) as U+FFFD, also three bytes."""
+    if isinstance(text, str) and not text.isascii():
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _max_tokens_issues(value: Any) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ How the gateway builds its arguments (gateway 2.3.x):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ._jsjson import js_stringify
@@ -29,7 +29,6 @@ __all__ = [
     "MAX_ARG_BYTES",
     "STREAM_OBJECT_PROMPT_EXTRA",
     "STREAM_OBJECT_SYSTEM_BYTES",
-    "argument_sizes",
     "check_arguments",
 ]
 
@@ -67,38 +66,6 @@ def _schema_size(schema: dict[str, Any], indented: bool) -> int:
     return entry[2] if indented else entry[1]
 
 
-def argument_sizes(
-    path: str,
-    *,
-    prompt: str,
-    system: str | None,
-    session_id: str | None,
-    model: str | None,
-    tools: Sequence[str] | None,
-    schema: dict[str, Any] | None,
-) -> Iterator[tuple[str, int]]:
-    """``(what, bytes)`` of every CLI argument the gateway builds from this request."""
-    if path == "/stream-object" and schema is not None:
-        yield (
-            "the prompt with the schema /stream-object appends to it",
-            _size(prompt) + STREAM_OBJECT_PROMPT_EXTRA + _schema_size(schema, indented=True),
-        )
-        extra = STREAM_OBJECT_SYSTEM_BYTES + (2 if system else 0)
-        yield "the system prompt", (_size(system) if system else 0) + extra
-    else:
-        yield "the prompt", _size(prompt)
-        if system:
-            yield "the system prompt", _size(system)
-        if path == "/generate-object" and schema is not None:
-            yield "the schema (as JSON)", _schema_size(schema, indented=False)
-    if model:
-        yield "the model name", _size(model)
-    if session_id:
-        yield "the session id", _size(session_id)
-    for tool in tools or ():
-        yield f"the tool name {tool[:40]!r}", _size(tool)
-
-
 def check_arguments(
     path: str,
     *,
@@ -110,16 +77,29 @@ def check_arguments(
     schema: dict[str, Any] | None,
 ) -> None:
     """Raise ``PROMPT_TOO_LARGE`` (naming the argument, its size and the limit) when one CLI
-    argument of this request would pass :data:`MAX_ARG_BYTES`."""
-    for what, size in argument_sizes(
-        path,
-        prompt=prompt,
-        system=system,
-        session_id=session_id,
-        model=model,
-        tools=tools,
-        schema=schema,
-    ):
+    argument the gateway builds from this request would pass :data:`MAX_ARG_BYTES`."""
+    sizes: list[tuple[str, int]] = []
+    if path == "/stream-object" and schema is not None:
+        sizes.append(
+            (
+                "the prompt with the schema /stream-object appends to it",
+                _size(prompt) + STREAM_OBJECT_PROMPT_EXTRA + _schema_size(schema, indented=True),
+            )
+        )
+        extra = STREAM_OBJECT_SYSTEM_BYTES + (2 if system else 0)
+        sizes.append(("the system prompt", (_size(system) if system else 0) + extra))
+    else:
+        sizes.append(("the prompt", _size(prompt)))
+        if system:
+            sizes.append(("the system prompt", _size(system)))
+        if path == "/generate-object" and schema is not None:
+            sizes.append(("the schema (as JSON)", _schema_size(schema, indented=False)))
+    if model:
+        sizes.append(("the model name", _size(model)))
+    if session_id:
+        sizes.append(("the session id", _size(session_id)))
+    sizes += [(f"the tool name {tool[:40]!r}", _size(tool)) for tool in tools or ()]
+    for what, size in sizes:
         if size > MAX_ARG_BYTES:
             raise KoineError(
                 f"{what} is {size:,} bytes in UTF-8; the gateway passes it to the CLI as one "

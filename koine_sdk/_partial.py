@@ -44,6 +44,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 
+from ._lru import Bounded
 from ._prune import FAIL, format_loc, validate_pruned
 from .errors import KoineError
 
@@ -74,49 +75,11 @@ _CONFIG_KEYS_KEPT: tuple[str, ...] = (
 _lock = threading.RLock()
 
 
-class _Bounded:
-    """A mapping that forgets its least recently used entries beyond ``maxsize`` (thread-safe).
-
-    Bounds what a notebook that re-defines a model a thousand times keeps alive: every version
-    of the class, its partial model and its validators would otherwise stay cached for the life
-    of the process."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._data: collections.OrderedDict[Any, Any] = collections.OrderedDict()
-        self._guard = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        """The value for ``key`` (raises ``TypeError`` for an unhashable key)."""
-        with self._guard:
-            value = self._data.get(key, _ABSENT)
-            if value is _ABSENT:
-                return default
-            self._data.move_to_end(key)
-            return value
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        with self._guard:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._guard:
-            self._data.clear()
-
-
-_ABSENT: Any = object()
-
 CACHE_SIZE = 256
 """How many schemas' partial types, validators and parsers stay cached (least recently used
 first out)."""
 
-_cache = _Bounded(CACHE_SIZE * 2)  # partial types of models and of the types inside them
+_cache = Bounded(CACHE_SIZE * 2)  # partial types of models and of the types inside them
 # Models whose partial is being built: model -> name of the forward reference to use for it.
 _in_progress: dict[type[BaseModel], str] = {}
 # Namespace in which forward references between partial models are resolved (only during the
@@ -455,7 +418,7 @@ class PartialParser(Generic[T]):
         return empty
 
 
-_adapter_cache = _Bounded(CACHE_SIZE * 2)
+_adapter_cache = Bounded(CACHE_SIZE * 2)
 
 
 def adapter_for(tp: Any) -> TypeAdapter[Any]:
@@ -491,7 +454,7 @@ def _empty_value(tp: Any) -> Any:
         return None
 
 
-_parser_cache = _Bounded(CACHE_SIZE)
+_parser_cache = Bounded(CACHE_SIZE)
 
 
 def parser_for(schema: Any) -> PartialParser[Any]:

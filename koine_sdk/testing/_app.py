@@ -13,7 +13,6 @@ import asyncio
 import collections
 import json
 import math
-import re
 import secrets
 import threading
 import time
@@ -28,12 +27,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._jsjson import js_stringify
-from .._limits import STREAM_OBJECT_PROMPT_EXTRA, STREAM_OBJECT_SYSTEM_BYTES
 from ._faults import JSON_TYPE, Fault, FaultKind, Reply
 from ._model import (
     Endpoint,
-    GenerateRequest,
     Model,
     Run,
     compact,
@@ -42,11 +38,12 @@ from ._model import (
     partial_parse,
 )
 from ._settings import GatewaySettings
+from ._spawn import E2BIG_BYTES, cli_argument_sizes
+from ._validate import effective_tools, validate
 
 __all__ = ["GatewayState", "RecordedRequest", "build_app"]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-E2BIG_BYTES = 131072  # Linux MAX_ARG_STRLEN: one CLI argument may not be longer
 _RAW_SEND = "koine.raw_send"
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _SSE_HEADERS = [
@@ -55,15 +52,6 @@ _SSE_HEADERS = [
     (b"connection", b"keep-alive"),
     (b"x-accel-buffering", b"no"),
 ]
-_SCHEMA_KEYWORDS = frozenset(
-    {
-        "type", "properties", "items", "prefixItems", "$ref", "$defs", "definitions", "anyOf",
-        "oneOf", "allOf", "not", "enum", "const", "required", "additionalProperties",
-        "patternProperties", "if", "then", "else", "minimum", "maximum", "exclusiveMinimum",
-        "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "format",
-        "minItems", "maxItems", "uniqueItems", "contains", "minProperties", "maxProperties",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,36 +452,6 @@ async def _stream_object(w: _Writer, run: Run) -> None:
     await w.end(*events, _result(run, text), _DONE_OK)
 
 
-def cli_argument_sizes(
-    endpoint: Endpoint, request: GenerateRequest, tools: list[str] | None
-) -> list[int]:
-    """UTF-8 sizes of the CLI arguments the real gateway builds for this request (a lone
-    surrogate counts 3 bytes: Node writes U+FFFD). On ``/stream-object`` the prompt carries a
-    fixed instruction and the schema as ``JSON.stringify(schema, null, 2)``, and the system
-    prompt a fixed sentence; ``/generate-object`` passes ``JSON.stringify(schema)``."""
-
-    def size(text: str) -> int:
-        return len(text.encode("utf-8", "surrogatepass"))
-
-    sizes: list[int] = []
-    schema = request.schema
-    if endpoint is Endpoint.STREAM_OBJECT and schema is not None:
-        sizes.append(
-            size(request.prompt) + STREAM_OBJECT_PROMPT_EXTRA + size(js_stringify(schema, 2))
-        )
-        system_extra = size(request.system) + 2 if request.system else 0
-        sizes.append(STREAM_OBJECT_SYSTEM_BYTES + system_extra)
-    else:
-        sizes.append(size(request.prompt))
-        if request.system:
-            sizes.append(size(request.system))
-        if endpoint is Endpoint.GENERATE_OBJECT and schema is not None:
-            sizes.append(size(js_stringify(schema)))
-    sizes += [size(v) for v in (request.model, request.session_id) if v]
-    sizes += [size(t) for t in tools or ()]
-    return sizes
-
-
 class _Crash(Response):
     """What a stream whose CLI cannot be spawned gets from the real gateway: the status line
     and headers, then the connection closes as the gateway's process exits (the spawn error is
@@ -547,136 +505,6 @@ class _EventStream(Response):
         finally:
             self.ctx.close()
             self.release()
-
-
-# -- validation ------------------------------------------------------------------------------
-
-
-def _zod_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-_MISSING = object()
-
-
-def _type_issue(path: list[str | int], expected: str, value: Any) -> dict[str, Any]:
-    received = "undefined" if value is _MISSING else _zod_type(value)
-    message = "Required" if value is _MISSING else f"Expected {expected}, received {received}"
-    return {
-        "code": "invalid_type",
-        "expected": expected,
-        "received": received,
-        "path": path,
-        "message": message,
-    }
-
-
-def validate(body: Any, endpoint: Endpoint) -> tuple[GenerateRequest | None, list[dict[str, Any]]]:
-    """Check a body like the gateway's zod schema; returns the request or the issues."""
-    if not isinstance(body, dict):
-        return None, [_type_issue([], "object", body)]
-    data = cast(dict[str, Any], body)
-    issues: list[dict[str, Any]] = []
-    prompt = data.get("prompt", _MISSING)
-    if not isinstance(prompt, str):
-        issues.append(_type_issue(["prompt"], "string", prompt))
-    for key in ("system", "sessionId", "model"):
-        if key in data and not isinstance(data[key], str):
-            issues.append(_type_issue([key], "string", data[key]))
-    tools: Any = data.get("allowedTools")
-    if "allowedTools" in data:
-        if not isinstance(tools, list):
-            issues.append(_type_issue(["allowedTools"], "array", tools))
-        else:
-            for i, tool in enumerate(cast(list[Any], tools)):
-                if not isinstance(tool, str):
-                    issues.append(_type_issue(["allowedTools", i], "string", tool))
-    if not endpoint.streaming and "maxTokens" in data:
-        issues += _max_tokens_issues(data["maxTokens"])
-    schema: Any = data.get("schema", _MISSING)
-    if endpoint.wants_object:
-        if not isinstance(schema, dict):
-            issues.append(_type_issue(["schema"], "object", schema))
-        elif not _SCHEMA_KEYWORDS.intersection(cast(dict[str, Any], schema)):
-            message = (
-                "Schema must contain at least one valid JSON Schema keyword "
-                "(e.g., type, properties, $ref)"
-            )
-            issues.append({"code": "custom", "message": message, "path": ["schema"]})
-    if issues:
-        return None, issues
-    return GenerateRequest(
-        prompt=_as_argument(cast(str, prompt)),
-        system=_as_argument(data.get("system")),
-        session_id=_as_argument(data.get("sessionId")),
-        model=_as_argument(data.get("model")),
-        allowed_tools=(
-            tuple(_as_argument(t) for t in cast(list[str], tools)) if tools is not None else None
-        ),
-        schema=cast(dict[str, Any], schema) if endpoint.wants_object else None,
-    ), []
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _as_argument(text: Any) -> Any:
-    """A string as the CLI receives it: Node writes a lone surrogate (valid in a JSON string
-    escape, not in UTF-8) as U+FFFD, also three bytes."""
-    if isinstance(text, str) and not text.isascii():
-        return _LONE_SURROGATE.sub("\ufffd", text)
-    return text
-
-
-def _max_tokens_issues(value: Any) -> list[dict[str, Any]]:
-    path: list[str | int] = ["maxTokens"]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return [_type_issue(path, "number", value)]
-    if isinstance(value, float) and not value.is_integer():
-        return [
-            {
-                "code": "invalid_type",
-                "expected": "integer",
-                "received": "float",
-                "path": path,
-                "message": "Expected integer, received float",
-            }
-        ]
-    if value <= 0:
-        return [
-            {
-                "code": "too_small",
-                "minimum": 0,
-                "type": "number",
-                "inclusive": False,
-                "exact": False,
-                "message": "Number must be greater than 0",
-                "path": path,
-            }
-        ]
-    return []
-
-
-def effective_tools(
-    settings: GatewaySettings, requested: tuple[str, ...] | None
-) -> tuple[bool, list[str] | None]:
-    """``(ok, tools)``: (gateway allowed ∩ requested) − disallowed, in the gateway's order when
-    it has a list. ``None`` (also for an empty result) means no allow-list: all tools. ``ok`` is
-    False when the request named tools and none survive (NO_TOOLS_AVAILABLE)."""
-    allowed, blocked = settings.allowed_tools, settings.disallowed_tools
-    tools = None if allowed is None else [t for t in allowed if t not in blocked]
-    if requested is not None:
-        base = list(requested) if tools is None else tools
-        tools = [t for t in base if t in requested and t not in blocked]
-    return not (requested and not tools), tools or None
 
 
 # -- the app ---------------------------------------------------------------------------------

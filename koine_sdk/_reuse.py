@@ -273,9 +273,8 @@ class PartialBuilder:
     def parse(self, data: Any) -> Any:
         """The partial object for ``data`` (a JSON value); never raises."""
         parser, root = self._parser, self._root
-        if parser.partial_adapter is None:
-            return data  # a JSON Schema dict: partials are the JSON values themselves
         if root is None or not root.accepts(data):
+            # Validated whole (or, for a JSON Schema given as a dict, the JSON value itself).
             if self._result is not _NOTHING and self._data == data:
                 return self._result
             self._memo = None

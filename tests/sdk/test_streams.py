@@ -152,3 +152,19 @@ def test_validation_error_of_a_stream_carries_its_usage() -> None:
         state.final_object()
     assert info.value.code == "VALIDATION_ERROR"
     assert info.value.usage is not None and info.value.usage.total_tokens == 3
+
+
+def test_a_dict_schema_shows_each_value_once() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    state: ObjectStreamState[Any] = ObjectStreamState(parser_for(schema))
+    shown = [
+        p
+        for e in (
+            ev("partial-object", {"partial": '{"a": 1', "parsed": {"a": 1}}),
+            ev("object", {"object": {"a": 1}}),  # the same value: not shown again
+            RESULT,
+            DONE_OK,
+        )
+        if (p := state.feed(e)) is not None
+    ]
+    assert shown == [{"a": 1}] and state.final_object() == {"a": 1}

@@ -426,9 +426,9 @@ def bench_objects(ctx: Ctx) -> Section:
     ratio = med(results, "ours", "wall") / med(results, "raw", "wall")
     cpu_ratio = med(results, "ours", "cpu") / med(results, "raw", "cpu")
     sec.target(
-        "<= 2x json.loads (wall)",
-        f"{ratio:.2f}x (client CPU: {cpu_ratio:.2f}x)",
-        None if ctx.smoke else ratio <= 2,
+        "<= 1.5x json.loads (client CPU; the wall time is the gateway's)",
+        f"{cpu_ratio:.2f}x (wall: {ratio:.2f}x)",
+        None if ctx.smoke else cpu_ratio <= 1.5,
     )
     if "ref" in results:
         speed = med(results, "ref", "wall") / med(results, "ours", "wall")

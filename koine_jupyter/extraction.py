@@ -22,12 +22,13 @@ How it runs:
   checked before each new request; rows not sent get ``BUDGET_EXCEEDED``. Requests already in
   flight finish, so the spend may pass ``max_tokens`` by what they cost.
 * **Interrupts.** Ctrl-C / Kernel ▸ Interrupt during ``extract`` cancels the requests in
-  flight (closing their connections stops the gateway's CLI), marks unfinished rows
-  ``INTERRUPTED`` and returns the partial frame (``on_interrupt="raise"`` re-raises the
-  ``KeyboardInterrupt`` instead). A cancelled ``aextract`` re-raises ``CancelledError``. Either
-  way the frame of the latest call is kept in :data:`last_result` — reachable as
-  ``koine_jupyter.extract.last_result`` (an attribute of the ``extract`` function, mirrored
-  as ``koine_jupyter.extraction.last_result``).
+  flight (closing their connections frees their gateway slots; the real gateway does not stop
+  a ``/generate-object`` CLI on disconnect, so those runs finish and are billed), marks
+  unfinished rows ``INTERRUPTED`` and returns the partial frame (``on_interrupt="raise"``
+  re-raises the ``KeyboardInterrupt`` instead). A cancelled ``aextract`` re-raises
+  ``CancelledError``. Either way the frame of the latest call is kept in :data:`last_result` —
+  reachable as ``koine_jupyter.extract.last_result`` (an attribute of the ``extract``
+  function, mirrored as ``koine_jupyter.extraction.last_result``).
 * **Progress.** A widget (bar + label, and a preview of the frame filling in) in a notebook, a
   throttled text line on ``stderr`` elsewhere, nothing with ``progress=False``.
 
@@ -64,8 +65,7 @@ from typing import (
 
 from pydantic import BaseModel
 
-from koine_sdk import KoineClient, KoineError, SyncKoineClient, create_koine
-from koine_sdk.sync import LoopThread
+from koine_sdk import KoineClient, KoineError, LoopThread, SyncKoineClient, create_koine
 
 from .views.progress import ProgressMode, ProgressSnapshot, ProgressView, make_progress
 
@@ -309,10 +309,7 @@ class _Replica:
         self.number = number
         self.client = client
         self.sync = isinstance(client, SyncKoineClient)
-        self.async_client: KoineClient = (
-            client.async_client if isinstance(client, SyncKoineClient) else client
-        )
-        self.base_url = self.async_client.config.base_url
+        self.base_url = client.config.base_url
         self.limit = _DEFAULT_CONCURRENCY
         self.window = float(_DEFAULT_CONCURRENCY)
         self.active = 0
@@ -327,21 +324,12 @@ class _Replica:
         self.failed_connections = 0
         self.consecutive_429 = 0
 
-    def home_loop(self) -> asyncio.AbstractEventLoop | None:
-        """The loop a sync client runs its async client on (``None`` for an async client)."""
-        if isinstance(self.client, SyncKoineClient):
-            return self.client.loop_thread.loop()
-        return None
-
     async def call(self, make: Callable[[KoineClient], Coroutine[Any, Any, R]]) -> R:
         """Run ``make(async_client)`` where the client lives: here for an async client, on its
         own loop thread for a sync one (cancelling this await cancels it there)."""
-        home = self.home_loop()
-        if home is None or home is asyncio.get_running_loop():
-            return await make(self.async_client)
-        return await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(make(self.async_client), home)
-        )
+        if isinstance(self.client, SyncKoineClient):
+            return await self.client.arun(make)
+        return await make(self.client)
 
     def set_limit(self, limit: int, active: int = 0) -> None:
         self.limit = max(1, limit)
@@ -985,7 +973,7 @@ def _prepare(
         own.append(own_client)
         clients = [own_client]
     replicas = [_Replica(c, i) for i, c in enumerate(clients)]
-    key_model = model if model is not None else replicas[0].async_client.config.model
+    key_model = model if model is not None else replicas[0].client.config.model
     prompts: list[str | None] = []
     keys: list[str | None] = []
     for text in texts_list:
@@ -1030,12 +1018,12 @@ def _attach_view(run: _Run, mode: ProgressMode) -> None:
 _LOOP = LoopThread(name="koine-extract-loop")
 
 
-def _loop_for(clients: list[ClientLike]) -> LoopThread:
+def _loop_for(clients: list[ClientLike]) -> SyncKoineClient | LoopThread:
     """Where the sync extract runs its scheduler: the loop of the first sync client (no hop
     between threads per request), else a private loop."""
     for c in clients:
         if isinstance(c, SyncKoineClient):
-            return c.loop_thread
+            return c
     return _LOOP
 
 
@@ -1111,6 +1099,8 @@ def extract(
         raise _invalid("extract() was called on its own loop thread; use aextract() there")
     _attach_view(run, mode)
     try:
+        if isinstance(runner, SyncKoineClient):
+            return runner.run(lambda _: run.execute())
         return runner.run(run.execute())
     except KeyboardInterrupt:
         run.finished_event.wait(_CANCEL_GRACE + 1.0)

@@ -14,6 +14,7 @@ Sync (scripts, notebooks, threads)::
 """
 
 from ._config import KoineConfig
+from ._loop import LoopThread
 from ._streams import StreamWarning
 from ._version import __version__
 from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
@@ -44,6 +45,7 @@ __all__ = [
     "KoineConfig",
     "KoineError",
     "KoineUsage",
+    "LoopThread",
     "StreamObjectResult",
     "StreamTextResult",
     "StreamWarning",

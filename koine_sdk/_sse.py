@@ -18,10 +18,12 @@ became complete. It follows the WHATWG "event stream interpretation" rules
 The body is decoded as UTF-8 *incrementally*: a multi-byte character split between two chunks is
 never damaged (invalid bytes become U+FFFD, decoding never raises).
 
-**Deviation from browsers:** at :meth:`SSEDecoder.close` (end of body) an event that has data but
-whose terminating blank line never arrived is still delivered. The spec (written for endless,
-reconnecting streams) discards it, but the Koine gateway may close the connection right after the
-last ``data:`` line, and losing the final ``done`` event would turn a normal end into an error.
+**End of body** (:meth:`SSEDecoder.close`): a line cut mid-way (no line break after it) is
+dropped, as the spec says. **Deviation from browsers:** an event whose lines all arrived whole
+(each ended by a line break) but whose closing blank line never came is still dispatched. The
+spec (written for endless, reconnecting streams) discards it; here it is complete data — a final
+``error`` event must reach the user with its own code, and a ``done`` must not turn a normal end
+into an error — while a half line may be a truncated JSON value and is never handed on.
 
 Cost is linear in the input: between feeds only the unfinished last line is kept, as a list of
 pieces joined once when its line break arrives, so a 1 MB event arriving in 1 KB chunks is never
@@ -104,14 +106,12 @@ class SSEDecoder:
     def close(self) -> list[ServerSentEvent]:
         """Signal the end of the body and return the last events.
 
-        Incomplete UTF-8 at the end becomes U+FFFD. An unfinished last line is processed, and an
-        event with data whose blank line never came is delivered (see the module docstring).
+        A last line without its line break is dropped (it may be cut mid-way); an event whose
+        lines all arrived whole is dispatched even without its closing blank line (see the
+        module docstring).
         """
         events = self._feed_text(self._decoder.decode(b"", True))
-        if self._pending:
-            line = "".join(self._pending)
-            self._pending = []
-            self._process_line(line, events)
+        self._pending = []
         if self._data:
             self._dispatch(events)
         self._reset()

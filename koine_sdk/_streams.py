@@ -6,7 +6,12 @@ the same state back, so the protocol's rules live in one place:
 - the ``session`` event's id is provisional on a new conversation; only ``result.sessionId``
   can be resumed (PROTOCOL.md, "Two session ids");
 - an ``error`` event may follow partial output; ``done`` still follows and ends the stream;
-- a stream that ends without ``done`` is an error, never a normal end;
+- a stream that ends without ``done`` is an error, never a normal end (its own ``error`` event
+  wins if one arrived);
+- ``done`` code 0 without ``result``: the text / object that arrived is complete; only the usage
+  (``NO_USAGE``) and the session id (``NO_SESSION``) are missing;
+- a ``partial-object`` event that cannot be read is skipped with a :class:`StreamWarning` (the
+  final ``object`` event carries the answer); any other malformed event raises;
 - unknown events are ignored; events after ``done`` are ignored.
 """
 
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 from ._partial import PartialParser
+from ._reuse import PartialBuilder
 from ._sse import ServerSentEvent
 from .errors import KoineError
 from .types import KoineUsage
@@ -144,19 +150,55 @@ class StreamState:
         return True
 
     def end_of_body(self) -> None:
-        """The HTTP body ended. Raise if the stream did not end properly."""
+        """The HTTP body ended. Raise if the stream did not end properly: its own ``error``
+        event if one arrived, else ``STREAM_INCOMPLETE``."""
         if not self.done:
+            if self.error is not None:
+                raise self.error
             raise KoineError(
                 "the stream ended before the gateway's 'done' event (connection dropped?)",
                 "STREAM_INCOMPLETE",
             )
 
+    @property
+    def done_ok(self) -> bool:
+        """``done`` arrived with code 0 (the CLI ended normally)."""
+        return self.done and self.done_info is not None and self.done_info.get("code") == 0
+
     def check_result(self) -> None:
-        """After ``done``: raise the stream's error, or complain about a missing ``result``."""
+        """After ``done``: raise the stream's error; a ``done`` that reports a failure without
+        an ``error`` event or a ``result`` raises ``STREAM_INCOMPLETE``."""
         if self.error is not None:
             raise self.error
-        if self.session_id is None or self.usage is None:
-            raise KoineError("the stream ended without a 'result' event", "STREAM_INCOMPLETE")
+        if not self.done_ok and (self.session_id is None or self.usage is None):
+            code = self.done_info.get("code") if self.done_info is not None else None
+            raise KoineError(
+                f"the stream ended (done code {code!r}) without a 'result' event",
+                "STREAM_INCOMPLETE",
+            )
+
+    def usage_or_raise(self) -> KoineUsage:
+        """After the end: the usage of ``result`` (also after an ``error`` event: the tokens
+        were spent), else the stream's error, else ``NO_USAGE``."""
+        if self.usage is not None:
+            return self.usage
+        if self.error is not None:
+            raise self.error
+        raise KoineError(
+            "the stream ended without a 'result' event, so its usage is unknown", "NO_USAGE"
+        )
+
+    def session_or_raise(self) -> str:
+        """After the end: the resumable session id of ``result``, else the stream's error,
+        else ``NO_SESSION``."""
+        if self.session_id is not None:
+            return self.session_id
+        if self.error is not None:
+            raise self.error
+        raise KoineError(
+            "the stream ended without a 'result' event, so it has no resumable session id",
+            "NO_SESSION",
+        )
 
 
 class TextStreamState(StreamState):
@@ -219,16 +261,24 @@ class TextStreamState(StreamState):
 class ObjectStreamState(StreamState, Generic[T]):
     """``/stream-object``: partial objects, then the final ``object``."""
 
-    __slots__ = ("_last_parsed", "_parser", "has_object", "object_data", "partial", "raw_text")
+    __slots__ = ("_builder", "_parser", "has_object", "object_data", "partial", "raw_text")
 
     def __init__(self, parser: PartialParser[T]) -> None:
         super().__init__()
         self._parser = parser
+        self._builder = PartialBuilder(parser)
         self.raw_text: str = ""  # the JSON text accumulated so far (``partial``)
         self.partial: Any = None  # the latest partial view
         self.object_data: Any = None
         self.has_object: bool = False
-        self._last_parsed: Any = None
+
+    def _show(self, data: Any) -> Any | None:
+        """The partial object for ``data``, or ``None`` when it is the one shown last."""
+        partial = self._builder.parse(data)
+        if partial is self.partial:
+            return None
+        self.partial = partial
+        return partial
 
     def feed(self, event: ServerSentEvent) -> Any | None:
         """Take one event; return a new partial object when it carries one, else ``None``."""
@@ -236,36 +286,48 @@ class ObjectStreamState(StreamState, Generic[T]):
             return None
         name = event.event
         if name == "partial-object":
-            data = _load(event)
+            try:
+                data = _load(event)
+            except KoineError:
+                self.warnings.append(
+                    StreamWarning(
+                        "PARTIAL_OBJECT_SKIPPED",
+                        "a partial-object event whose data is not a JSON object was skipped",
+                    )
+                )
+                return None
             raw = data.get("partial")
             if isinstance(raw, str):
                 self.raw_text = raw
             parsed = data.get("parsed")
-            if parsed == self._last_parsed and self.partial is not None:
-                return None
-            self._last_parsed = parsed
-            self.partial = self._parser.parse(parsed)
-            return self.partial
+            if parsed is None:
+                return None  # nothing parsed yet
+            return self._show(parsed)
         if name == "object":
             data = _load(event)
             if "object" not in data:
                 raise _shape_error(event, "an object field")
             self.object_data = data["object"]
             self.has_object = True
-            if not self.raw_text or self._last_parsed != self.object_data:
+            shown = self._show(self.object_data)
+            if shown is not None or not self.raw_text:
                 self.raw_text = json.dumps(self.object_data, ensure_ascii=False)
-            if self._last_parsed != self.object_data or self.partial is None:
-                self._last_parsed = self.object_data
-                self.partial = self._parser.parse(self.object_data)
-                return self.partial
-            return None
+            return shown
         self._common(event)
         return None
 
     def final_object(self) -> T:
-        """After ``done``: the object validated against the schema (or the stream's error)."""
+        """After ``done``: the object validated against the schema (or the stream's error;
+        ``NO_OBJECT`` when the stream ended properly without an ``object`` event). A
+        ``VALIDATION_ERROR`` carries the stream's usage (the tokens were spent)."""
         if self.error is not None:
             raise self.error
         if not self.has_object:
-            raise KoineError("the stream ended without an 'object' event", "STREAM_INCOMPLETE")
-        return self._parser.validate_final(self.object_data, self.raw_text)
+            raise KoineError(
+                "the stream ended without an 'object' event: no final object", "NO_OBJECT"
+            )
+        try:
+            return self._parser.validate_final(self.object_data, self.raw_text)
+        except KoineError as exc:
+            exc.usage = self.usage
+            raise

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import random
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -23,13 +24,21 @@ from ._sse import ServerSentEvent, SSEDecoder
 from ._version import __version__
 from .errors import KoineError, error_from_response
 
-__all__ = ["Transport", "build_body"]
+__all__ = ["MAX_RETRY_AFTER", "Transport", "build_body"]
 
 _USER_AGENT = f"koine-sdk-python/{__version__}"
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_CONNECTIONS = 200
 # After ``done`` the gateway ends the body at once; a server that keeps talking is cut off.
 _DRAIN_AFTER_DONE_SECONDS = 2.0
+MAX_RETRY_AFTER = 60.0
+"""The longest ``Retry-After`` pause ``max_retries`` waits for; a longer one raises the 429."""
+# Connection pools inherited from the parent process after os.fork: never used or closed in
+# the child (their sockets and event loop are the parent's), only kept from the garbage
+# collector, which would close the child's copies of their sockets with warnings.
+_FORK_ORPHANS: list[Any] = []
+
+Phase = Literal["send", "read", "stream"]
 
 
 @functools.cache
@@ -85,29 +94,10 @@ def build_body(
         body["allowedTools"] = tools
     if schema is not None:
         body["schema"] = schema
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _translate(exc: httpx.HTTPError, *, during: str) -> KoineError:
-    """An httpx failure as a KoineError (the key is never part of the message)."""
-    if isinstance(exc, httpx.TimeoutException):
-        if isinstance(exc, httpx.ConnectTimeout):
-            kind = "connecting to the gateway"
-        elif isinstance(exc, httpx.WriteTimeout):
-            kind = "sending the request"
-        elif isinstance(exc, httpx.PoolTimeout):
-            kind = "waiting for a free connection"
-        else:
-            kind = "waiting for the gateway"
-        err = KoineError(f"timed out {kind} ({during})", "REQUEST_TIMEOUT")
-    elif isinstance(exc, httpx.ConnectError):
-        err = KoineError(
-            f"could not connect to the gateway ({during}): {exc}. Is it running at base_url?",
-            "NETWORK_ERROR",
-        )
-    else:
-        err = KoineError(f"network error ({during}): {type(exc).__name__}: {exc}", "NETWORK_ERROR")
-    return err
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate: valid JSON only as an escape
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class _SlotTransport(httpx.AsyncBaseTransport):
@@ -167,7 +157,10 @@ class Transport:
 
     An httpx pool belongs to the event loop that made it, so a client used under two loops in
     turn (a script calling ``asyncio.run`` twice, or the sync client's private loop) gets one
-    pool per loop, made on first use there.
+    pool per loop, made on first use there; after ``os.fork`` the child makes its own.
+
+    One retry loop (:meth:`_open`) serves plain requests and streams; one function
+    (:meth:`_translate`) turns every httpx failure into a :class:`KoineError`.
     """
 
     def __init__(
@@ -182,6 +175,7 @@ class Transport:
         self._own_client = http_client is None
         self._client: httpx.AsyncClient | None = http_client
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
         self._closed = False
         self._headers = {
             "Authorization": f"Bearer {config.auth_key}",
@@ -193,6 +187,10 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(base_url={self.config.base_url!r})"
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # -- the pool -------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
@@ -201,6 +199,10 @@ class Transport:
         if not self._own_client:
             assert self._client is not None
             return self._client
+        if self._pid != os.getpid():  # forked: the pool is the parent's
+            if self._client is not None:
+                _FORK_ORPHANS.append(self._client)
+            self._client, self._client_loop, self._pid = None, None, os.getpid()
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client.is_closed:
             # A pool of a loop that is gone cannot be closed from here; drop it.
@@ -218,14 +220,54 @@ class Transport:
         return self._client
 
     async def aclose(self) -> None:
+        """Close the pool; calls still running fail with ``CLIENT_CLOSED``."""
         self._closed = True
         client, self._client = self._client, None
+        if self._pid != os.getpid():
+            return  # the parent's pool: not ours to close
         if self._own_client and client is not None and not client.is_closed:
             try:
                 if self._client_loop is asyncio.get_running_loop():
                     await client.aclose()
             except RuntimeError:
                 pass
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _translate(self, exc: httpx.HTTPError, *, during: str, phase: Phase) -> KoineError:
+        """Every httpx failure as a KoineError (the key is never part of the message).
+
+        ``phase``: ``send`` (connecting, sending, waiting for the status), ``read`` (reading a
+        JSON answer) or ``stream`` (between events). Callers raise the result outside their
+        ``except`` block, so the httpx exception (whose request holds the Authorization header)
+        does not stay reachable as the error's ``__context__``.
+        """
+        if self._closed:
+            return KoineError(f"the client was closed during the call ({during})", "CLIENT_CLOSED")
+        if isinstance(exc, httpx.TimeoutException):
+            if phase == "stream":
+                kind = "for the next event"
+            elif isinstance(exc, httpx.ConnectTimeout):
+                kind = "connecting to the gateway"
+            elif isinstance(exc, httpx.WriteTimeout):
+                kind = "sending the request"
+            elif isinstance(exc, httpx.PoolTimeout):
+                kind = "waiting for a free connection"
+            else:
+                kind = "waiting for the gateway"
+            return KoineError(f"timed out {kind} ({during})", "REQUEST_TIMEOUT")
+        detail = f"{type(exc).__name__}: {exc}"
+        if phase == "stream":
+            return KoineError(
+                f"the connection broke during the stream ({during}): {detail}", "STREAM_INCOMPLETE"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return KoineError(
+                f"could not connect to the gateway ({during}): {exc}. Is it running at base_url?",
+                "NETWORK_ERROR",
+            )
+        where = "reading the answer" if phase == "read" else "network error"
+        return KoineError(f"{where} ({during}): {detail}", "NETWORK_ERROR")
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -237,10 +279,17 @@ class Transport:
         return httpx.Timeout(t)
 
     async def _retry_wait(self, attempt: int, error: KoineError) -> bool:
-        """Sleep before retry ``attempt`` (1-based) if allowed; return whether to retry."""
+        """Sleep before retry ``attempt`` (1-based) if allowed; return whether to retry.
+
+        A 429 waits its ``Retry-After`` (1 s, 2 s, ... without one); one asking for more than
+        :data:`MAX_RETRY_AFTER` seconds is raised instead. A refused connection backs off
+        0.25 s, 0.5 s, ... (at most 8 s). Nothing else is retried: the gateway may have started
+        work for it."""
         if attempt > self.max_retries:
             return False
         if error.code == "CONCURRENCY_LIMIT_ERROR":
+            if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+                return False
             delay = error.retry_after if error.retry_after is not None else 1.0 * attempt
         elif error.code == "NETWORK_ERROR" and error.status is None:
             delay = min(8.0, 0.25 * 2 ** (attempt - 1))
@@ -248,6 +297,56 @@ class Transport:
             return False
         await asyncio.sleep(delay * (0.9 + 0.2 * random.random()))
         return True
+
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        timeout: float | None,
+        ok_statuses: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """The one retry loop: send and return the open response of a 2xx status (or one in
+        ``ok_statuses``); raise a KoineError for anything else, retrying as configured. The
+        caller reads and closes the response."""
+        during = f"{method} {path}"
+        attempt = 0
+        while True:
+            attempt += 1
+            client = self._http()
+            request = client.build_request(
+                method,
+                self._url(path),
+                content=body,
+                headers=self._headers,
+                timeout=self._timeout(timeout),
+            )
+            failure: KoineError | None = None
+            retryable = False
+            response: httpx.Response | None = None
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                failure = self._translate(exc, during=during, phase="send")
+                retryable = isinstance(exc, httpx.ConnectError)
+            if response is None:
+                assert failure is not None
+                if retryable and await self._retry_wait(attempt, failure):
+                    continue
+                raise failure
+            status = response.status_code
+            if 200 <= status < 300 or status in ok_statuses:
+                return response
+            try:
+                content = await _read_capped(response)
+            except httpx.HTTPError:
+                content = b""
+            finally:
+                await response.aclose()
+            error = error_from_response(status, content, response.headers)
+            if await self._retry_wait(attempt, error):
+                continue
+            raise error
 
     async def request_json(
         self,
@@ -260,38 +359,18 @@ class Transport:
     ) -> tuple[int, bytes]:
         """Send a request; return (status, body) of a 2xx answer (or one in ``ok_statuses``),
         raise a KoineError otherwise. Retries as configured."""
-        attempt = 0
-        while True:
-            attempt += 1
-            client = self._http()
-            failure: KoineError | None = None
-            retryable = False
-            response: httpx.Response | None = None
-            try:
-                response = await client.request(
-                    method,
-                    self._url(path),
-                    content=body,
-                    headers=self._headers,
-                    timeout=self._timeout(timeout),
-                )
-            except httpx.HTTPError as exc:
-                failure = _translate(exc, during=f"{method} {path}")
-                retryable = isinstance(exc, httpx.ConnectError)
-            if failure is not None or response is None:
-                # Raised outside the except block: the httpx exception (whose request holds the
-                # Authorization header) must not stay reachable as the error's __context__.
-                assert failure is not None
-                if retryable and await self._retry_wait(attempt, failure):
-                    continue
-                raise failure
-            status = response.status_code
-            if 200 <= status < 300 or status in ok_statuses:
-                return status, response.content
-            error = error_from_response(status, response.content, response.headers)
-            if await self._retry_wait(attempt, error):
-                continue
-            raise error
+        response = await self._open(method, path, body, timeout, ok_statuses)
+        failure: KoineError | None = None
+        content = b""
+        try:
+            content = await response.aread()
+        except httpx.HTTPError as exc:
+            failure = self._translate(exc, during=f"{method} {path}", phase="read")
+        finally:
+            await response.aclose()
+        if failure is not None:  # raised outside the except block: see _translate
+            raise failure
+        return response.status_code, content
 
     @asynccontextmanager
     async def stream_events(
@@ -303,62 +382,53 @@ class Transport:
         Errors before the first event (status, connection) raise here, retried as configured;
         leaving the context closes the connection unless the body was read to its end.
         """
-        attempt = 0
-        while True:
-            attempt += 1
-            client = self._http()
-            request = client.build_request(
-                "POST",
-                self._url(path),
-                content=body,
-                headers=self._headers,
-                timeout=self._timeout(timeout),
-            )
-            failure: KoineError | None = None
-            retryable = False
-            sent: httpx.Response | None = None
-            try:
-                sent = await client.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                failure = _translate(exc, during=f"POST {path}")
-                retryable = isinstance(exc, httpx.ConnectError)
-            if failure is not None or sent is None:  # raised outside the except: see request_json
-                assert failure is not None
-                if retryable and await self._retry_wait(attempt, failure):
-                    continue
-                raise failure
-            response = sent
-            status = response.status_code
-            if not 200 <= status < 300:
-                try:
-                    content = await _read_capped(response)
-                except httpx.HTTPError:
-                    content = b""
-                finally:
-                    await response.aclose()
-                error = error_from_response(status, content, response.headers)
-                if await self._retry_wait(attempt, error):
-                    continue
-                raise error
+        response = await self._open("POST", path, body, timeout)
+        try:
             ctype = response.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
                 try:
                     content = await _read_capped(response)
                 except httpx.HTTPError:
                     content = b""
-                finally:
-                    await response.aclose()
                 raise KoineError(
                     f"expected an event stream from POST {path}, got {ctype or 'no content type'}",
                     "INVALID_RESPONSE",
                     content.decode("utf-8", "replace")[:4096],
-                    status=status,
+                    status=response.status_code,
                 )
-            break
-        try:
-            yield _events(response, path)
+            yield self._events(response, path)
         finally:
             await response.aclose()
+
+    async def _events(
+        self, response: httpx.Response, path: str
+    ) -> AsyncIterator[list[ServerSentEvent]]:
+        """The events of the body, a non-empty list per network read: one await per read, not
+        per event (a read often holds many events)."""
+        decoder = SSEDecoder()
+        chunks = response.aiter_bytes()
+        failure: KoineError | None = None
+        try:
+            async for chunk in chunks:
+                events = decoder.feed(chunk)
+                if not events:
+                    continue
+                for index, event in enumerate(events):
+                    if event.event == "done":
+                        yield events[: index + 1]
+                        await _drain(chunks)
+                        return
+                yield events
+        except httpx.HTTPError as exc:
+            failure = self._translate(exc, during=f"POST {path}", phase="stream")
+        # The body ended (or the connection broke, which ends it too): the events whose lines
+        # all arrived whole go out before the end is judged (a last ``error`` event then
+        # reaches the user with its own code). Not after a timeout: the body did not end.
+        ended = failure is None or failure.code == "STREAM_INCOMPLETE"
+        if ended and (events := decoder.close()):
+            yield events
+        if failure is not None:  # raised outside the except block: see _translate
+            raise failure
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
@@ -370,41 +440,6 @@ async def _read_capped(response: httpx.Response) -> bytes:
         if size >= _MAX_ERROR_BODY:
             break
     return b"".join(parts)
-
-
-async def _events(response: httpx.Response, path: str) -> AsyncIterator[list[ServerSentEvent]]:
-    """The events of the body, a non-empty list per network read: one await per read, not per
-    event (a read often holds many events)."""
-    decoder = SSEDecoder()
-    chunks = response.aiter_bytes()
-    try:
-        async for chunk in chunks:
-            events = decoder.feed(chunk)
-            if not events:
-                continue
-            for index, event in enumerate(events):
-                if event.event == "done":
-                    yield events[: index + 1]
-                    await _drain(chunks)
-                    return
-            yield events
-    except httpx.HTTPError as exc:
-        if isinstance(exc, httpx.TimeoutException):
-            failure = KoineError(
-                f"no event from the gateway within the timeout (POST {path})", "REQUEST_TIMEOUT"
-            )
-        else:
-            failure = KoineError(
-                f"the connection broke during the stream (POST {path}): "
-                f"{type(exc).__name__}: {exc}",
-                "STREAM_INCOMPLETE",
-            )
-    else:
-        failure = None
-    if failure is not None:  # raised outside the except block: see Transport.request_json
-        raise failure
-    if events := decoder.close():
-        yield events
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:

@@ -3,19 +3,21 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import AsyncIterator, Sequence
+import json
+import math
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
 import httpx
 from pydantic import ValidationError
 
 from ._config import KoineConfig
+from ._limits import check_arguments
 from ._partial import parser_for
-from ._sse import ServerSentEvent
-from ._streams import ObjectStreamState, StreamState, StreamWarning, TextStreamState
+from ._repair import repair_prompt
+from ._results import StreamObjectResult, StreamTextResult
+from ._streams import ObjectStreamState, TextStreamState
 from ._transport import Transport, build_body
 from .errors import KoineError
 from .types import (
@@ -29,7 +31,15 @@ from .types import (
 __all__ = ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"]
 
 T = TypeVar("T")
-S = TypeVar("S", bound=StreamState)
+
+
+def _usage_in(body: bytes) -> KoineUsage | None:
+    """The ``usage`` of an answer that is otherwise unusable, if it can be read (it was paid)."""
+    try:
+        data = json.loads(body)
+        return KoineUsage.model_validate(data["usage"]) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _invalid_response(what: str, body: bytes) -> KoineError:
@@ -38,7 +48,37 @@ def _invalid_response(what: str, body: bytes) -> KoineError:
         "INVALID_RESPONSE",
         body.decode("utf-8", "replace")[:4096],
         status=200,
+        usage=_usage_in(body),
     )
+
+
+def _check_timeout(timeout: object) -> float | None:
+    """A per-call ``timeout``: ``None`` (the client's) or a finite number of seconds > 0."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise KoineError(
+            f"timeout must be a positive number of seconds or None (got {timeout!r})",
+            "INVALID_ARGUMENT",
+        )
+    return float(timeout)
+
+
+def _check_repairs(repairs: object) -> int:
+    if isinstance(repairs, bool) or not isinstance(repairs, int) or repairs < 0:
+        raise KoineError(
+            f"repairs must be a whole number >= 0 (got {repairs!r})", "INVALID_ARGUMENT"
+        )
+    return repairs
+
+
+def _sum(total: KoineUsage | None, usage: KoineUsage) -> KoineUsage:
+    return usage if total is None else total + usage
 
 
 class KoineClient:
@@ -86,6 +126,7 @@ class KoineClient:
 
     def _body(
         self,
+        path: str,
         prompt: str,
         system: str | None,
         session_id: str | None,
@@ -93,14 +134,28 @@ class KoineClient:
         model: str | None,
         schema: dict[str, Any] | None = None,
     ) -> bytes:
-        return build_body(
+        """The request body, after checking the arguments (``INVALID_ARGUMENT``) and that the
+        gateway can pass each of them to the CLI (``PROMPT_TOO_LARGE``): nothing is sent
+        otherwise."""
+        model = model if model is not None else self.config.model
+        body = build_body(
             prompt=prompt,
             system=system,
             session_id=session_id,
             allowed_tools=allowed_tools,
-            model=model if model is not None else self.config.model,
+            model=model,
             schema=schema,
         )
+        check_arguments(
+            path,
+            prompt=prompt,
+            system=system,
+            session_id=session_id,
+            model=model,
+            tools=allowed_tools,
+            schema=schema,
+        )
+        return body
 
     # -- text -------------------------------------------------------------------------------
 
@@ -115,8 +170,13 @@ class KoineClient:
         timeout: float | None = None,
     ) -> GenerateTextResult:
         """Generate text from a prompt. ``session_id`` continues an earlier conversation;
-        ``allowed_tools`` narrows the CLI tools the gateway allows."""
-        body = self._body(prompt, system, session_id, allowed_tools, model)
+        ``allowed_tools`` narrows the CLI tools the gateway allows.
+
+        Cancelling the call (or Ctrl-C on the sync client) closes the connection and frees the
+        gateway's slot, but the real gateway lets that CLI run to its end (only streams are
+        stopped on disconnect): the tokens are spent anyway."""
+        timeout = _check_timeout(timeout)
+        body = self._body("/generate-text", prompt, system, session_id, allowed_tools, model)
         _, content = await self._transport.request_json(
             "POST", "/generate-text", body, timeout=timeout
         )
@@ -144,7 +204,8 @@ class KoineClient:
         ``keep_text=False`` keeps nothing (memory stays flat however long the stream), for a
         consumer that handles each chunk itself; ``r.text()`` and ``r.received_text`` then raise
         ``INVALID_ARGUMENT``."""
-        body = self._body(prompt, system, session_id, allowed_tools, model)
+        timeout = _check_timeout(timeout)
+        body = self._body("/stream", prompt, system, session_id, allowed_tools, model)
         state = TextStreamState(keep_text=keep_text)
         return StreamTextResult(self._transport, "/stream", body, timeout, state)
 
@@ -160,24 +221,66 @@ class KoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        repairs: int = 0,
     ) -> GenerateObjectResult[T]:
         """Extract an object of ``schema`` (a Pydantic model class, or a type such as
         ``list[Model]``). The object is validated; a mismatch raises ``VALIDATION_ERROR`` with
-        the raw JSON text in ``raw_text``."""
+        the raw JSON text in ``raw_text`` and the tokens spent in ``usage``.
+
+        ``repairs=N`` (default 0) gives the model up to N more tries: when its answer fails the
+        schema, the same session is resumed with the validation errors and a request for the
+        corrected object. The result's ``attempts`` counts the answers (1 when the first was
+        valid) and ``usage`` sums them all; when every try fails, ``VALIDATION_ERROR`` carries
+        ``attempts`` and the summed ``usage``. (``stream_object`` has no repair loop: catch its
+        ``VALIDATION_ERROR`` and call ``generate_object(..., session_id=...)`` yourself.)
+
+        Cancelling the call frees the gateway's slot, but the real gateway lets the CLI run to
+        its end (see :meth:`generate_text`)."""
+        repairs = _check_repairs(repairs)
+        timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
-        body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
-        _, content = await self._transport.request_json(
-            "POST", "/generate-object", body, timeout=timeout
-        )
-        try:
-            wire = _GenerateObjectWire.model_validate_json(content)
-        except ValidationError:
-            raise _invalid_response("a generate-object result", content) from None
-        obj = parser.validate_final(wire.object, wire.raw_text)
-        result: GenerateObjectResult[T] = GenerateObjectResult(
-            object=obj, raw_text=wire.raw_text, usage=wire.usage, session_id=wire.session_id
-        )
-        return result
+        json_schema = parser.json_schema()
+        ask, session = prompt, session_id
+        attempts = 0
+        total: KoineUsage | None = None
+        while True:
+            body = self._body(
+                "/generate-object", ask, system, session, allowed_tools, model, json_schema
+            )
+            try:
+                _, content = await self._transport.request_json(
+                    "POST", "/generate-object", body, timeout=timeout
+                )
+            except KoineError as exc:
+                if attempts:  # a repair failed: the earlier answers were paid all the same
+                    exc.usage = exc.usage or total
+                    exc.attempts = attempts
+                raise
+            attempts += 1
+            try:
+                wire = _GenerateObjectWire.model_validate_json(content)
+            except ValidationError:
+                error = _invalid_response("a generate-object result", content)
+                error.usage = _sum(total, error.usage) if error.usage is not None else total
+                error.attempts = attempts
+                raise error from None
+            total = _sum(total, wire.usage)
+            try:
+                obj = parser.validate_final(wire.object, wire.raw_text)
+            except KoineError as exc:
+                exc.usage, exc.attempts = total, attempts
+                if attempts > repairs:
+                    raise
+                ask, session = repair_prompt(exc), wire.session_id
+                continue
+            result: GenerateObjectResult[T] = GenerateObjectResult(
+                object=obj,
+                raw_text=wire.raw_text,
+                usage=total,
+                session_id=wire.session_id,
+                attempts=attempts,
+            )
+            return result
 
     def stream_object(
         self,
@@ -192,9 +295,14 @@ class KoineClient:
     ) -> StreamObjectResult[T]:
         """Stream an object as its JSON is written: ``async with koine.stream_object(...) as r:``
         then ``async for partial in r.partial_object_stream`` (each a partial view of
-        ``schema``: any field may still be missing); afterwards ``await r.object()``."""
+        ``schema``: any field may still be missing); afterwards ``await r.object()``.
+
+        No repair loop here (see :meth:`generate_object`)."""
+        timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
-        body = self._body(prompt, system, session_id, allowed_tools, model, parser.json_schema())
+        body = self._body(
+            "/stream-object", prompt, system, session_id, allowed_tools, model, parser.json_schema()
+        )
         return StreamObjectResult(
             self._transport, "/stream-object", body, timeout, ObjectStreamState(parser)
         )
@@ -203,6 +311,7 @@ class KoineClient:
 
     async def health(self, *, timeout: float | None = None) -> HealthStatus:
         """The gateway's ``/health`` (a 503 "unhealthy" answer is returned, not raised)."""
+        timeout = _check_timeout(timeout)
         _, content = await self._transport.request_json(
             "GET", "/health", None, timeout=timeout, ok_statuses=(503,)
         )
@@ -210,222 +319,6 @@ class KoineClient:
             return HealthStatus.model_validate_json(content)
         except ValidationError:
             raise _invalid_response("a health status", content) from None
-
-
-class _BaseStream(Generic[S]):
-    """The shared machinery of both streams: one reader pulls events from the wire and feeds
-    the state machine; items not yet taken by the user wait in ``_pending``."""
-
-    def __init__(
-        self, transport: Transport, path: str, body: bytes, timeout: float | None, state: S
-    ) -> None:
-        self._transport = transport
-        self._path = path
-        self._body = body
-        self._timeout = timeout
-        self._state = state
-        self._pending: deque[Any] = deque()
-        self._cm: Any = None
-        self._events: AsyncIterator[list[ServerSentEvent]] | None = None
-        self._finished = False
-        self._failure: KoineError | None = None
-        self._lock = asyncio.Lock()
-        self._entered = False
-
-    async def __aenter__(self) -> Self:
-        if self._entered:
-            raise KoineError("a stream can be entered once", "INVALID_ARGUMENT")
-        self._entered = True
-        cm = self._transport.stream_events(self._path, self._body, timeout=self._timeout)
-        self._events = await cm.__aenter__()
-        self._cm = cm
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop the stream: the connection is closed at once unless it was read to its end
-        (closing early is how the gateway learns to stop its CLI)."""
-        cm, self._cm = self._cm, None
-        if cm is not None:
-            events = self._events
-            self._events = None
-            if events is not None:
-                try:
-                    await events.aclose()  # type: ignore[attr-defined]
-                except RuntimeError:
-                    pass  # being iterated by another task: closing the response stops it
-            await cm.__aexit__(None, None, None)
-        if not self._finished:
-            self._finished = True
-            if self._failure is None:
-                self._failure = KoineError(
-                    "the stream was closed before it ended", "STREAM_INCOMPLETE"
-                )
-
-    def _feed(self, event: ServerSentEvent) -> Any | None:
-        raise NotImplementedError
-
-    async def _pump(self) -> None:
-        """Read the events of one network read (or the end of the body) and update state; never
-        called after the stream finished."""
-        async with self._lock:
-            if self._finished:
-                return
-            if self._events is None:
-                raise KoineError(
-                    "use the stream inside 'async with' (the request is sent on entry)",
-                    "INVALID_ARGUMENT",
-                )
-            try:
-                events = await self._events.__anext__()
-            except StopAsyncIteration:
-                self._finished = True
-                try:
-                    self._state.end_of_body()
-                except KoineError as exc:
-                    self._failure = exc
-                await self.aclose()
-                return
-            except KoineError as exc:
-                self._finished = True
-                self._failure = exc
-                await self.aclose()
-                return
-            feed, append = self._feed, self._pending.append
-            try:
-                for event in events:
-                    item = feed(event)
-                    if item is not None:
-                        append(item)
-            except KoineError as exc:
-                self._finished = True
-                self._failure = exc
-                await self.aclose()
-                return
-
-    async def _items(self) -> AsyncIterator[Any]:
-        while True:
-            if self._pending:
-                yield self._pending.popleft()
-                continue
-            if self._finished:
-                if self._failure is not None:
-                    raise self._failure
-                self._check_end()
-                return
-            await self._pump()
-
-    def _check_end(self) -> None:
-        """After the stream ended: raise the stream's error, if any (text/partials stay)."""
-        self._state.check_result()
-
-    async def _until_finished(self) -> None:
-        while not self._finished:
-            await self._pump()
-        if self._failure is not None:
-            raise self._failure
-
-    async def usage(self) -> KoineUsage:
-        """Token usage (waits for the end of the stream)."""
-        await self._until_finished()
-        self._check_end()
-        assert self._state.usage is not None
-        return self._state.usage
-
-    async def session_id(self) -> str:
-        """The id to resume this conversation with (waits for the ``result`` event: on a new
-        conversation only that id is resumable; see :attr:`provisional_session_id`)."""
-        while self._state.session_id is None and not self._finished:
-            await self._pump()
-        if self._state.session_id is None:
-            if self._failure is not None:
-                raise self._failure
-            self._check_end()
-        assert self._state.session_id is not None
-        return self._state.session_id
-
-    @property
-    def provisional_session_id(self) -> str | None:
-        """The ``session`` event's id, known early. On a new conversation it is NOT the
-        resumable id; use ``await r.session_id()`` for the next turn."""
-        return self._state.provisional_session_id
-
-    @property
-    def warnings(self) -> list[StreamWarning]:
-        """``warning`` events received so far."""
-        return list(self._state.warnings)
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
-
-class StreamTextResult(_BaseStream[TextStreamState]):
-    """A text stream in progress (see :meth:`KoineClient.stream_text`)."""
-
-    def _feed(self, event: ServerSentEvent) -> str | None:
-        return self._state.feed(event)
-
-    @property
-    def text_stream(self) -> AsyncIterator[str]:
-        """The text deltas, as they arrive. Raises ``KoineError`` if the stream fails (the
-        text received until then stays in :attr:`received_text`)."""
-        return self._items()
-
-    @property
-    def received_text(self) -> str:
-        """All text received so far (also after a failure)."""
-        return self._state.text
-
-    async def text(self) -> str:
-        """The full text (reads the rest of the stream if it was not consumed)."""
-        await self._until_finished()
-        self._check_end()
-        return self._state.text
-
-
-class StreamObjectResult(_BaseStream[ObjectStreamState[T]], Generic[T]):
-    """An object stream in progress (see :meth:`KoineClient.stream_object`)."""
-
-    def _feed(self, event: ServerSentEvent) -> Any | None:
-        return self._state.feed(event)
-
-    def _check_end(self) -> None:
-        st = self._state
-        if st.error is not None:
-            raise st.error
-        if st.session_id is None or st.usage is None:
-            raise KoineError("the stream ended without a 'result' event", "STREAM_INCOMPLETE")
-
-    @property
-    def partial_object_stream(self) -> AsyncIterator[Any]:
-        """Partial objects as the JSON arrives: each is an instance of the schema's partial
-        view (every field optional). Incomplete data never raises here; the stream's own
-        error does, after the partials received before it."""
-        return self._items()
-
-    @property
-    def latest_partial(self) -> Any:
-        """The newest partial object received (``None`` before the first)."""
-        return self._state.partial
-
-    @property
-    def raw_text(self) -> str:
-        """The JSON text received so far."""
-        return self._state.raw_text
-
-    async def object(self) -> T:
-        """The final object, validated against the schema (``VALIDATION_ERROR`` with the raw
-        JSON in ``raw_text`` when it does not match)."""
-        await self._until_finished()
-        return self._state.final_object()
 
 
 @overload

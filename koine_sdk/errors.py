@@ -8,7 +8,11 @@ beside them.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, get_args
+import math
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from .types import KoineUsage
 
 __all__ = ["ErrorCode", "KoineError"]
 
@@ -34,8 +38,12 @@ ErrorCode = Literal[
     "REQUEST_TIMEOUT",  # no answer (or no next event) within the configured timeout
     "INVALID_RESPONSE",  # a 2xx body that is not what the protocol promises
     "SSE_PARSE_ERROR",  # an event's data is not valid JSON / not of the documented shape
-    "STREAM_INCOMPLETE",  # the stream ended before ``done`` (or without result/object)
+    "STREAM_INCOMPLETE",  # the stream ended before ``done``: the answer may be cut short
     "STREAM_ERROR",  # an ``error`` event without a code
+    "NO_USAGE",  # the stream ended properly but without a ``result`` event: no usage
+    "NO_SESSION",  # the stream ended properly but without a ``result`` event: no session id
+    "NO_OBJECT",  # the object stream ended properly but without an ``object`` event
+    "PROMPT_TOO_LARGE",  # one CLI argument would pass the OS limit (caught before sending)
     "CLIENT_CLOSED",  # the client was closed before or during the call
 ]
 
@@ -66,6 +74,10 @@ class KoineError(Exception):
             error page, the JSON that failed validation).
         status: the HTTP status, when the error came with a response.
         retry_after: seconds to wait before retrying, from the ``Retry-After`` header.
+        usage: the tokens the failed call was billed for, when the gateway answered (an object
+            that failed validation, summed over every repair attempt); else ``None``.
+        attempts: how many answers a ``generate_object(..., repairs=N)`` call received before
+            it gave up; ``None`` for other errors.
     """
 
     message: str
@@ -73,6 +85,8 @@ class KoineError(Exception):
     raw_text: str | None
     status: int | None
     retry_after: float | None
+    usage: KoineUsage | None
+    attempts: int | None
 
     def __init__(
         self,
@@ -82,6 +96,8 @@ class KoineError(Exception):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        usage: KoineUsage | None = None,
+        attempts: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -89,6 +105,8 @@ class KoineError(Exception):
         self.raw_text = raw_text
         self.status = status
         self.retry_after = retry_after
+        self.usage = usage
+        self.attempts = attempts
 
     @property
     def hint(self) -> str | None:
@@ -100,32 +118,60 @@ class KoineError(Exception):
         return f"[{self.code}]{where} {self.message}"
 
     def __repr__(self) -> str:
+        extra = ""
+        if self.usage is not None:
+            extra += f", usage={self.usage!r}"
+        if self.attempts is not None:
+            extra += f", attempts={self.attempts!r}"
         return (
             f"KoineError(message={self.message!r}, code={self.code!r}, status={self.status!r}, "
-            f"retry_after={self.retry_after!r})"
+            f"retry_after={self.retry_after!r}{extra})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild,
-            (self.message, self.code, self.raw_text, self.status, self.retry_after),
+            (
+                self.message,
+                self.code,
+                self.raw_text,
+                self.status,
+                self.retry_after,
+                self.usage,
+                self.attempts,
+            ),
         )
 
 
 def _rebuild(
-    message: str, code: str, raw_text: str | None, status: int | None, retry_after: float | None
+    message: str,
+    code: str,
+    raw_text: str | None,
+    status: int | None,
+    retry_after: float | None,
+    usage: KoineUsage | None = None,
+    attempts: int | None = None,
 ) -> KoineError:
-    return KoineError(message, code, raw_text, status=status, retry_after=retry_after)
+    return KoineError(
+        message,
+        code,
+        raw_text,
+        status=status,
+        retry_after=retry_after,
+        usage=usage,
+        attempts=attempts,
+    )
 
 
 def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header; ``None`` for a date, a negative, NaN or infinity."""
     if value is None:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
         return None  # an HTTP date: rare from this gateway; ignored rather than guessed
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def error_from_response(status: int, body: bytes, headers: Any) -> KoineError:

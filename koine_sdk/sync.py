@@ -1,4 +1,5 @@
-"""The sync client: the async client driven on a private event loop in a background thread.
+"""The sync client: the async client driven on a private event loop in a background thread
+(a :class:`LoopThread`).
 
 Why a loop thread and not ``nest_asyncio``: it works the same in a plain script, inside a
 running loop (a Jupyter cell, IPython autoawait, a coroutine calling sync library code), under
@@ -6,29 +7,36 @@ uvloop and from several threads at once, and it never patches the caller's loop.
 implementation of the protocol: every method here runs the async client's coroutine.
 
 Ctrl-C (Kernel > Interrupt) while a call waits cancels the coroutine on the loop thread, which
-closes the HTTP connection (the gateway then stops its CLI), and raises ``KeyboardInterrupt``;
-the client stays usable.
+closes the HTTP connection, and raises ``KeyboardInterrupt``; the client stays usable. (The
+gateway stops a stream's CLI when its connection closes; a ``generate_*`` call's CLI runs to its
+end on the real gateway, only its slot is freed.)
+
+Life cycle: ``close()`` (or ``with``) cancels calls still running in other threads (they raise
+``CLIENT_CLOSED``), closes the connections and stops the thread; a client dropped without
+``close()`` is closed by the garbage collector. After ``os.fork`` a client made in the parent
+works in the child (a fresh thread and connection pool); it can also be pickled (a new client
+with the same configuration is made on unpickling).
+
+For code built on the SDK (the Jupyter extension): :meth:`SyncKoineClient.run` /
+:meth:`SyncKoineClient.arun` run a coroutine function of the async client on this client's loop,
+and :meth:`SyncKoineClient.loop` returns that loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import contextvars
-import queue
-import threading
-from collections.abc import Coroutine, Iterator, Sequence
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
-
-import httpx
+from typing import Any, Self, TypeVar
 
 from ._config import KoineConfig
-from ._streams import StreamWarning
-from .client import KoineClient, StreamObjectResult, StreamTextResult
+from ._loop import LoopThread
+from ._sync_results import SyncStreamObjectResult, SyncStreamTextResult
+from .client import KoineClient
 from .errors import KoineError
-from .types import GenerateObjectResult, GenerateTextResult, HealthStatus, KoineUsage
+from .types import GenerateObjectResult, GenerateTextResult, HealthStatus
 
 __all__ = [
     "LoopThread",
@@ -41,127 +49,38 @@ __all__ = [
 T = TypeVar("T")
 R = TypeVar("R")
 
-_POLL = 0.1  # seconds between checks for Ctrl-C while waiting (signals interrupt anyway)
-_CANCEL_GRACE = 2.0  # seconds to let a cancelled call close its connection
+
+def _shut_down(runner: LoopThread, client: KoineClient) -> None:
+    """Close ``client``'s pool on ``runner``'s loop and stop it (also as the GC finalizer)."""
+    runner.close(client.aclose())
 
 
-class LoopThread:
-    """A private event loop on a daemon thread, started on first use.
-
-    ``run(coro)`` runs a coroutine there and waits for it from any other thread; Ctrl-C while
-    waiting cancels the coroutine (giving it up to two seconds to close its connections) and
-    re-raises ``KeyboardInterrupt``. The caller's context variables travel with the work.
-    Used by the sync client and by ``koine_jupyter``'s sync ``extract``.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                thread = threading.Thread(target=main, name=self._name, daemon=True)
-                thread.start()
-                ready.wait()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
-
-    def run(self, coro: Coroutine[Any, Any, R]) -> R:
-        """Run ``coro`` on the loop thread and wait for it; Ctrl-C cancels it."""
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise KoineError(
-                "the sync client was called from its own loop thread", "INVALID_ARGUMENT"
-            )
-        loop = self.loop()
-        result: concurrent.futures.Future[R] = concurrent.futures.Future()
-        finished = threading.Event()
-        holder: list[asyncio.Task[R]] = []
-
-        def on_done(task: asyncio.Task[R]) -> None:
-            if task.cancelled():
-                result.cancel()
-            elif (exc := task.exception()) is not None:
-                result.set_exception(exc)
-            else:
-                result.set_result(task.result())
-            finished.set()
-
-        # The caller's context variables go with the work: in a Jupyter kernel they hold the
-        # executing cell's parent header, so output made on the loop thread lands in that cell.
-        context = contextvars.copy_context()
-
-        def start() -> None:
-            task = loop.create_task(coro, context=context)
-            holder.append(task)
-            task.add_done_callback(on_done)
-
-        loop.call_soon_threadsafe(start)
-        try:
-            while True:
-                try:
-                    return result.result(timeout=_POLL)
-                except concurrent.futures.TimeoutError:
-                    continue
-        except BaseException:
-            if not finished.is_set():
-
-                def cancel() -> None:
-                    if holder:
-                        holder[0].cancel()
-
-                loop.call_soon_threadsafe(cancel)
-                finished.wait(_CANCEL_GRACE)
-            raise
-
-    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            if final is not None:
-                final.close()
-            return
-        if final is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(final, loop).result(timeout=5)
-            except Exception:
-                pass
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
-            loop.close()
+def _unpickle(config: KoineConfig, max_retries: int) -> SyncKoineClient:
+    return SyncKoineClient(config, max_retries=max_retries)
 
 
 class SyncKoineClient:
     """Synchronous client with the async client's methods and arguments.
 
     Make it with :func:`create_koine_sync`. Close with ``koine.close()`` or use it as a context
-    manager. Thread-safe: several threads may call it at once.
+    manager (a client dropped without closing is closed when garbage-collected). Thread-safe:
+    several threads may call it at once. Fork-safe, and picklable (the copy is a new client with
+    the same configuration).
     """
 
     def __init__(self, config: KoineConfig, *, max_retries: int = 0) -> None:
         self._async = KoineClient(config, max_retries=max_retries)
         self.config = self._async.config
         self._runner = LoopThread(name="koine-sdk-loop")
+        self._closed = False
+        # Holds the runner and the async client, never ``self``: the client can be collected.
+        self._finalizer = weakref.finalize(self, _shut_down, self._runner, self._async)
 
     def __repr__(self) -> str:
         return f"SyncKoineClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unpickle, (self.config, self._async.max_retries))
 
     def __enter__(self) -> Self:
         return self
@@ -175,18 +94,71 @@ class SyncKoineClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool and stop the loop thread."""
-        self._runner.close(self._async.aclose())
+        """Close the connection pool and stop the loop thread. Calls still running in other
+        threads raise ``CLIENT_CLOSED``; so does every later call (without starting a
+        thread)."""
+        self._closed = True
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KoineError("this client is closed", "CLIENT_CLOSED")
+
+    # -- the seam for code built on the SDK ---------------------------------------------------
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this client's work runs on (its thread starts on first use; after
+        ``os.fork``, a fresh one in the child). ``CLIENT_CLOSED`` once closed."""
+        self._check_open()
+        return self._runner.loop()
+
+    def run(self, fn: Callable[[KoineClient], Awaitable[R]], /) -> R:
+        """Run ``fn(async_client)`` on this client's loop and wait for the result, from any
+        thread but the loop's own: the way to use the async API (or any coroutine that must
+        share this client's connections) from sync code. Ctrl-C while waiting cancels it;
+        :meth:`close` makes it raise ``CLIENT_CLOSED``. The caller's context variables go
+        with the work.
+
+        ``koine.run(lambda k: k.generate_text(prompt="hi"))``
+        """
+        self._check_open()
+        return self._runner.run(_call(fn, self._async))
+
+    async def arun(self, fn: Callable[[KoineClient], Awaitable[R]], /) -> R:
+        """``await fn(async_client)`` from any event loop: it runs on this client's loop
+        (directly when awaited there). Cancelling the await cancels the work there."""
+        self._check_open()
+        loop = self._runner.loop()
+        if asyncio.get_running_loop() is loop:
+            return await fn(self._async)
+        return await asyncio.wrap_future(self._runner.submit(_call(fn, self._async)))
 
     @property
     def loop_thread(self) -> LoopThread:
-        """The private loop this client's async client runs on."""
+        """Deprecated: use :meth:`loop`, :meth:`run` and :meth:`arun`."""
+        warnings.warn(
+            "SyncKoineClient.loop_thread is deprecated: use loop(), run() and arun()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self._runner
 
     @property
     def async_client(self) -> KoineClient:
-        """The async client underneath (use it only on this client's loop)."""
+        """Deprecated: use :meth:`run` / :meth:`arun`, which hand you the async client on the
+        loop where it may be used."""
+        warnings.warn(
+            "SyncKoineClient.async_client is deprecated: use run() or arun()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self._async
+
+    # -- the API -------------------------------------------------------------------------------
 
     def generate_text(
         self,
@@ -199,6 +171,7 @@ class SyncKoineClient:
         timeout: float | None = None,
     ) -> GenerateTextResult:
         """See :meth:`KoineClient.generate_text`."""
+        self._check_open()
         return self._runner.run(
             self._async.generate_text(
                 prompt=prompt,
@@ -220,8 +193,10 @@ class SyncKoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        repairs: int = 0,
     ) -> GenerateObjectResult[T]:
-        """See :meth:`KoineClient.generate_object`."""
+        """See :meth:`KoineClient.generate_object` (``repairs=`` included)."""
+        self._check_open()
         return self._runner.run(
             self._async.generate_object(
                 prompt=prompt,
@@ -231,6 +206,7 @@ class SyncKoineClient:
                 allowed_tools=allowed_tools,
                 model=model,
                 timeout=timeout,
+                repairs=repairs,
             )
         )
 
@@ -247,6 +223,7 @@ class SyncKoineClient:
     ) -> SyncStreamTextResult:
         """``with koine.stream_text(prompt=...) as r: for chunk in r.text_stream: ...``
         (``keep_text=False``: see :meth:`KoineClient.stream_text`)."""
+        self._check_open()
         astream = self._async.stream_text(
             prompt=prompt,
             system=system,
@@ -256,7 +233,7 @@ class SyncKoineClient:
             timeout=timeout,
             keep_text=keep_text,
         )
-        return SyncStreamTextResult(self._runner, astream)
+        return SyncStreamTextResult(self, self._runner, astream)
 
     def stream_object(
         self,
@@ -270,7 +247,8 @@ class SyncKoineClient:
         timeout: float | None = None,
     ) -> SyncStreamObjectResult[T]:
         """``with koine.stream_object(prompt=..., schema=M) as r:
-        for partial in r.partial_object_stream: ...``"""
+        for partial in r.partial_object_stream: ...`` (see :meth:`KoineClient.stream_object`)."""
+        self._check_open()
         astream = self._async.stream_object(
             prompt=prompt,
             schema=schema,
@@ -280,165 +258,16 @@ class SyncKoineClient:
             model=model,
             timeout=timeout,
         )
-        return SyncStreamObjectResult(self._runner, astream)
+        return SyncStreamObjectResult(self, self._runner, astream)
 
     def health(self, *, timeout: float | None = None) -> HealthStatus:
         """See :meth:`KoineClient.health`."""
+        self._check_open()
         return self._runner.run(self._async.health(timeout=timeout))
 
 
-_END = object()
-
-
-class _Failure:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-A = TypeVar("A", StreamTextResult, StreamObjectResult[Any])
-
-
-class _SyncStream(Generic[A]):
-    """Runs an async stream on the loop thread; a producer task hands items over through a
-    thread-safe queue, so the calling thread pays one queue hand-off per item, not a loop
-    round-trip."""
-
-    def __init__(self, runner: LoopThread, astream: A) -> None:
-        self._runner = runner
-        self._astream = astream
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._producer: asyncio.Task[None] | None = None
-        self._iterated = False
-
-    def __enter__(self) -> Self:
-        self._runner.run(self._astream.__aenter__())
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the stream and close its connection (if it did not end already)."""
-        self._runner.run(self._close())
-
-    async def _close(self) -> None:
-        task = self._producer
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        await self._astream.aclose()
-
-    async def _spawn(self) -> None:
-        self._producer = asyncio.get_running_loop().create_task(self._produce())
-
-    async def _produce(self) -> None:
-        put = self._queue.put
-        try:
-            async for item in self._astream._items():  # pyright: ignore[reportPrivateUsage]
-                put(item)
-        except BaseException as exc:
-            put(_Failure(exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        else:
-            put(_END)
-
-    def _iter(self, heartbeat: float | None = None) -> Iterator[Any]:
-        if self._iterated:
-            raise KoineError("a stream can be iterated once", "INVALID_ARGUMENT")
-        self._iterated = True
-        self._runner.run(self._spawn())
-        get = self._queue.get
-        empty = queue.Empty
-        wait = _POLL if heartbeat is None else heartbeat
-        while True:
-            try:
-                item = get(timeout=wait)
-            except empty:
-                if heartbeat is not None:
-                    yield None
-                continue
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                if isinstance(item.exc, asyncio.CancelledError):
-                    raise KoineError("the stream was cancelled", "STREAM_INCOMPLETE")
-                raise item.exc
-            yield item
-
-    def usage(self) -> KoineUsage:
-        return self._runner.run(self._astream.usage())
-
-    def session_id(self) -> str:
-        return self._runner.run(self._astream.session_id())
-
-    @property
-    def provisional_session_id(self) -> str | None:
-        return self._astream.provisional_session_id
-
-    @property
-    def warnings(self) -> list[StreamWarning]:
-        return self._astream.warnings
-
-    @property
-    def finished(self) -> bool:
-        return self._astream.finished
-
-
-class SyncStreamTextResult(_SyncStream[StreamTextResult]):
-    """A text stream in progress (see :meth:`SyncKoineClient.stream_text`)."""
-
-    @property
-    def text_stream(self) -> Iterator[str]:
-        """The text deltas as they arrive."""
-        return self._iter()
-
-    @property
-    def received_text(self) -> str:
-        return self._astream.received_text
-
-    def iter_with_heartbeat(self, seconds: float) -> Iterator[str | None]:
-        """Like :attr:`text_stream`, but yields ``None`` whenever nothing arrived for
-        ``seconds``: for a view that refreshes a clock while the model thinks."""
-        return self._iter(heartbeat=seconds)
-
-    def text(self) -> str:
-        """The full text (reads the rest of the stream if needed)."""
-        return self._runner.run(self._astream.text())
-
-
-class SyncStreamObjectResult(_SyncStream[StreamObjectResult[Any]], Generic[T]):
-    """An object stream in progress (see :meth:`SyncKoineClient.stream_object`)."""
-
-    @property
-    def partial_object_stream(self) -> Iterator[Any]:
-        """Partial views of the schema as the JSON arrives."""
-        return self._iter()
-
-    @property
-    def latest_partial(self) -> Any:
-        return self._astream.latest_partial
-
-    def iter_with_heartbeat(self, seconds: float) -> Iterator[Any | None]:
-        """Like :attr:`partial_object_stream`, but yields ``None`` whenever nothing arrived for
-        ``seconds``."""
-        return self._iter(heartbeat=seconds)
-
-    @property
-    def raw_text(self) -> str:
-        return self._astream.raw_text
-
-    def object(self) -> T:
-        """The final object, validated against the schema."""
-        return self._runner.run(self._astream.object())
+async def _call(fn: Callable[[KoineClient], Awaitable[R]], client: KoineClient) -> R:
+    return await fn(client)
 
 
 def create_koine_sync(
@@ -456,11 +285,13 @@ def create_koine_sync(
         config = KoineConfig.from_env(
             base_url=base_url, auth_key=auth_key, timeout=timeout, model=model
         )
+    elif not isinstance(config, KoineConfig):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise KoineError(
+            f"create_koine_sync takes a KoineConfig (got {type(config).__name__})",
+            "INVALID_CONFIG",
+        )
     elif any(v is not None for v in (base_url, auth_key, timeout, model)):
         raise KoineError(
             "pass either a KoineConfig or keyword settings, not both", "INVALID_CONFIG"
         )
     return SyncKoineClient(config, max_retries=max_retries)
-
-
-del httpx

@@ -57,12 +57,14 @@ class GenerateTextResult(_WireModel):
 
 class GenerateObjectResult(_WireModel, Generic[T]):
     """The answer of :meth:`KoineClient.generate_object`: ``object`` is validated against the
-    schema you passed; ``raw_text`` is the JSON text it was parsed from."""
+    schema you passed; ``raw_text`` is the JSON text it was parsed from. ``attempts`` counts the
+    answers it took (more than 1 only with ``repairs=``), and ``usage`` sums them all."""
 
     object: T
     raw_text: str
     usage: KoineUsage
     session_id: str
+    attempts: int = 1
 
 
 class _GenerateObjectWire(_WireModel):  # pyright: ignore[reportUnusedClass]

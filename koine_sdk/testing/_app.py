@@ -2,8 +2,9 @@
 
 Check order follows the real (Express) gateway: body parse (500 on bad JSON) → bearer auth
 (401/403) → route (404) → concurrency slot (429) → body validation (400) → tools (400) → CLI
-spawn (E2BIG) → the run. Streams are written with raw ASGI ``http.response.body`` messages, one
-per event, so every event leaves as its own HTTP chunk.
+spawn (E2BIG: 500 on ``/generate-*``; on the streams the gateway's process exits) → the run.
+Streams are written with raw ASGI ``http.response.body`` messages, one per event, so every event
+leaves as its own HTTP chunk.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import math
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,7 +30,6 @@ from starlette.types import Receive, Scope, Send
 from ._faults import JSON_TYPE, Fault, FaultKind, Reply
 from ._model import (
     Endpoint,
-    GenerateRequest,
     Model,
     Run,
     compact,
@@ -39,11 +38,12 @@ from ._model import (
     partial_parse,
 )
 from ._settings import GatewaySettings
+from ._spawn import E2BIG_BYTES, cli_argument_sizes
+from ._validate import effective_tools, validate
 
 __all__ = ["GatewayState", "RecordedRequest", "build_app"]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-E2BIG_BYTES = 131072  # Linux MAX_ARG_STRLEN: one CLI argument may not be longer
 _RAW_SEND = "koine.raw_send"
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _SSE_HEADERS = [
@@ -52,15 +52,6 @@ _SSE_HEADERS = [
     (b"connection", b"keep-alive"),
     (b"x-accel-buffering", b"no"),
 ]
-_SCHEMA_KEYWORDS = frozenset(
-    {
-        "type", "properties", "items", "prefixItems", "$ref", "$defs", "definitions", "anyOf",
-        "oneOf", "allOf", "not", "enum", "const", "required", "additionalProperties",
-        "patternProperties", "if", "then", "else", "minimum", "maximum", "exclusiveMinimum",
-        "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "format",
-        "minItems", "maxItems", "uniqueItems", "contains", "minProperties", "maxProperties",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +83,17 @@ class GatewayState:
         self.rejected = 0
         self.disconnects = 0
         self.contexts: set[_Context] = set()
+        self.crashed = False
+        # Called on the server's loop when a spawn error takes the "process" down (set by
+        # LocalGateway: it stops the server).
+        self.on_crash: Callable[[], None] | None = None
 
     def reset(self) -> None:
         with self.lock:
             self.settings = self.initial
             self.replies.clear()
             self.requests.clear()
-            self.model.sessions.clear()
+            self.model.reset()
             self.peak = dict(self.active)
             self.rejected = 0
             self.disconnects = 0
@@ -144,6 +139,14 @@ class GatewayState:
         """Called on the loop when the server stops: end every sleep and stream at once."""
         for ctx in list(self.contexts):
             ctx.stop.set()
+
+    def crash(self) -> None:
+        """The gateway's process exits (a CLI spawn error on a stream): every stream in flight
+        ends without ``done`` and no further connection is accepted."""
+        self.crashed = True
+        self.shutdown()
+        if self.on_crash is not None:
+            self.on_crash()
 
 
 class _AbortConnectionError(Exception):
@@ -263,6 +266,7 @@ class _Writer:
         self.split = faults.get(FaultKind.SPLIT_UTF8)
         self.drop = faults.get(FaultKind.DROP)
         self.malformed = faults.get(FaultKind.MALFORMED_LINE)
+        self.cut_end = faults.get(FaultKind.CUT_END)
         self.batch = max(1, events_per_chunk)
         self.pending: list[bytes] = []
         self.plain = not (self.crlf or self.unknown or self.split) and self.batch == 1
@@ -348,6 +352,15 @@ class _Writer:
     async def end(self, *events: tuple[bytes, Any]) -> None:
         """The closing events (``result``/``error``/``done``...), then the end of the body."""
         if self.warnings and not await self.warning():
+            return
+        if self.cut_end is not None and events:
+            name, payload = events[0]
+            frame = b"event: " + name + b"\ndata: " + compact(payload).encode() + b"\n"
+            if self.cut_end.cut == "mid-line":
+                frame = frame[: len(frame) - len(compact(payload)) // 2 - 1]
+            await self.flush()
+            await self.send({"type": "http.response.body", "body": frame, "more_body": True})
+            await self.ctx.abort()
             return
         for name, payload in events:
             if not await self.emit(name, compact(payload).encode()):
@@ -439,12 +452,25 @@ async def _stream_object(w: _Writer, run: Run) -> None:
     await w.end(*events, _result(run, text), _DONE_OK)
 
 
-async def _stream_spawn_error(w: _Writer, run: Run) -> None:
-    if await w.session(run.session_event_id):
-        await w.end(
-            (b"error", {"error": "spawn E2BIG", "code": "SPAWN_ERROR"}),
-            (b"done", {"code": None, "signal": None, "reason": "spawn_error"}),
-        )
+class _Crash(Response):
+    """What a stream whose CLI cannot be spawned gets from the real gateway: the status line
+    and headers, then the connection closes as the gateway's process exits (the spawn error is
+    not caught on the streaming routes). This gateway then stops too: connections are refused
+    until :meth:`LocalGateway.restart`."""
+
+    def __init__(self, ctx: _Context, release: Callable[[], None]) -> None:
+        self.background = None
+        self.ctx = ctx
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            self.ctx.state.crash()
+            await self.ctx.abort()
+        finally:
+            self.ctx.close()
+            self.release()
 
 
 class _EventStream(Response):
@@ -479,123 +505,6 @@ class _EventStream(Response):
         finally:
             self.ctx.close()
             self.release()
-
-
-# -- validation ------------------------------------------------------------------------------
-
-
-def _zod_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-_MISSING = object()
-
-
-def _type_issue(path: list[str | int], expected: str, value: Any) -> dict[str, Any]:
-    received = "undefined" if value is _MISSING else _zod_type(value)
-    message = "Required" if value is _MISSING else f"Expected {expected}, received {received}"
-    return {
-        "code": "invalid_type",
-        "expected": expected,
-        "received": received,
-        "path": path,
-        "message": message,
-    }
-
-
-def validate(body: Any, endpoint: Endpoint) -> tuple[GenerateRequest | None, list[dict[str, Any]]]:
-    """Check a body like the gateway's zod schema; returns the request or the issues."""
-    if not isinstance(body, dict):
-        return None, [_type_issue([], "object", body)]
-    data = cast(dict[str, Any], body)
-    issues: list[dict[str, Any]] = []
-    prompt = data.get("prompt", _MISSING)
-    if not isinstance(prompt, str):
-        issues.append(_type_issue(["prompt"], "string", prompt))
-    for key in ("system", "sessionId", "model"):
-        if key in data and not isinstance(data[key], str):
-            issues.append(_type_issue([key], "string", data[key]))
-    tools: Any = data.get("allowedTools")
-    if "allowedTools" in data:
-        if not isinstance(tools, list):
-            issues.append(_type_issue(["allowedTools"], "array", tools))
-        else:
-            for i, tool in enumerate(cast(list[Any], tools)):
-                if not isinstance(tool, str):
-                    issues.append(_type_issue(["allowedTools", i], "string", tool))
-    if not endpoint.streaming and "maxTokens" in data:
-        issues += _max_tokens_issues(data["maxTokens"])
-    schema: Any = data.get("schema", _MISSING)
-    if endpoint.wants_object:
-        if not isinstance(schema, dict):
-            issues.append(_type_issue(["schema"], "object", schema))
-        elif not _SCHEMA_KEYWORDS.intersection(cast(dict[str, Any], schema)):
-            message = (
-                "Schema must contain at least one valid JSON Schema keyword "
-                "(e.g., type, properties, $ref)"
-            )
-            issues.append({"code": "custom", "message": message, "path": ["schema"]})
-    if issues:
-        return None, issues
-    return GenerateRequest(
-        prompt=cast(str, prompt),
-        system=data.get("system"),
-        session_id=data.get("sessionId"),
-        model=data.get("model"),
-        allowed_tools=tuple(cast(list[str], tools)) if tools is not None else None,
-        schema=cast(dict[str, Any], schema) if endpoint.wants_object else None,
-    ), []
-
-
-def _max_tokens_issues(value: Any) -> list[dict[str, Any]]:
-    path: list[str | int] = ["maxTokens"]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return [_type_issue(path, "number", value)]
-    if isinstance(value, float) and not value.is_integer():
-        return [
-            {
-                "code": "invalid_type",
-                "expected": "integer",
-                "received": "float",
-                "path": path,
-                "message": "Expected integer, received float",
-            }
-        ]
-    if value <= 0:
-        return [
-            {
-                "code": "too_small",
-                "minimum": 0,
-                "type": "number",
-                "inclusive": False,
-                "exact": False,
-                "message": "Number must be greater than 0",
-                "path": path,
-            }
-        ]
-    return []
-
-
-def effective_tools(
-    settings: GatewaySettings, requested: tuple[str, ...] | None
-) -> tuple[bool, list[str] | None]:
-    """``(ok, tools)``: (gateway allowed ∩ requested) − disallowed, in the gateway's order when
-    it has a list. ``None`` (also for an empty result) means no allow-list: all tools. ``ok`` is
-    False when the request named tools and none survive (NO_TOOLS_AVAILABLE)."""
-    allowed, blocked = settings.allowed_tools, settings.disallowed_tools
-    tools = None if allowed is None else [t for t in allowed if t not in blocked]
-    if requested is not None:
-        base = list(requested) if tools is None else tools
-        tools = [t for t in base if t in requested and t not in blocked]
-    return not (requested and not tools), tools or None
 
 
 # -- the app ---------------------------------------------------------------------------------
@@ -729,17 +638,14 @@ class _Handlers:
                 message = "No valid tools available: all requested tools are disallowed"
                 return _error(400, message, "NO_TOOLS_AVAILABLE")
             too_big = any(
-                len(arg.encode("utf-8", "surrogatepass")) >= E2BIG_BYTES
-                for arg in (parsed.prompt, parsed.system or "")
+                size >= E2BIG_BYTES for size in cli_argument_sizes(endpoint, parsed, tools)
             )
             if too_big and not endpoint.streaming:
                 return _error(500, "spawn E2BIG", "INTERNAL_ERROR")
-            if too_big:  # the CLI never starts: no turn is recorded
-                sid = parsed.session_id or str(uuid.uuid4())
-                run = Run(chunks=(), session_event_id=sid, result_session_id=sid, input_tokens=0)
+            if too_big:  # the spawn error is not caught there: the gateway process exits
                 handed_off = True
                 release = lambda: state.release(kind)  # noqa: E731
-                return _EventStream(_stream_spawn_error, run, ctx, release, 1)
+                return _Crash(ctx, release)
             run = state.model.run(
                 endpoint,
                 parsed,

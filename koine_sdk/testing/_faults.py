@@ -81,6 +81,10 @@ class FaultKind(enum.Enum):
     """``/stream-object`` sends no ``object`` event."""
     INVALID_OBJECT = "invalid-object"
     """The generated object does not satisfy the request's schema."""
+    CUT_END = "cut-end"
+    """The stream stops at its first closing event (``result`` or ``error``), sent without the
+    blank line that ends it (``cut="blank-line"``: its lines are whole) or cut in the middle of
+    its ``data:`` line (``cut="mid-line"``); then the connection closes: no ``done``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ class Fault:
     delay: float = 0.0
     size: int = 1_000_000
     message: str | None = None
+    cut: str = "blank-line"
 
     # -- a proxy or network in front of the gateway ------------------------------------------
     @classmethod
@@ -209,6 +214,15 @@ class Fault:
     def events_after_done(cls) -> Fault:
         """Send more events after ``done``."""
         return cls(FaultKind.EVENTS_AFTER_DONE)
+
+    @classmethod
+    def cut_end(cls, cut: str = "blank-line") -> Fault:
+        """End the stream inside its first closing event, without ``done``: ``"blank-line"``
+        (every line whole, the event's blank line missing) or ``"mid-line"`` (its ``data:``
+        line cut in the middle)."""
+        if cut not in ("blank-line", "mid-line"):
+            raise ValueError(f"cut must be 'blank-line' or 'mid-line' (got {cut!r})")
+        return cls(FaultKind.CUT_END, cut=cut)
 
     @classmethod
     def no_object(cls) -> Fault:

@@ -92,6 +92,9 @@ DIRECTIVES: dict[str, str] = {
     "after-done": "send events after done",
     "no-object": "/stream-object sends no object event",
     "invalid-object": "the generated object violates the schema",
+    "invalid-object=N": "the first N answers of this conversation violate the schema (this "
+    "turn counts as the first; a repair in the same session gets the next)",
+    "cut-end[=mid-line]": "the stream stops inside its result/error event, without done",
     "status=CODE[:html|empty|json|no-retry-after]": "answer CODE like a proxy would",
 }
 
@@ -117,6 +120,7 @@ class Directives:
     rawline: bool = False
     badjson: bool = False
     fence: bool = False
+    invalid_turns: int = 0
     faults: list[Fault] = field(default_factory=list[Fault])
 
 
@@ -134,6 +138,8 @@ def _fault_directive(name: str, value: str | None) -> Fault | None:
         return Fault.malformed_line(number)
     if name == "huge":
         return Fault.huge_event(number if number is not None else 1_000_000)
+    if name == "cut-end" and value in (None, "blank-line", "mid-line"):
+        return Fault.cut_end(value or "blank-line")
     if name == "first-byte" and value is not None:
         return Fault.slow_first_byte(float(value))
     if name == "status" and value is not None:
@@ -175,6 +181,8 @@ def parse_directives(prompt: str) -> tuple[str, Directives]:
                 setattr(found, name, max(0, int(value)))
             elif name in _FLOATS and value is not None:
                 setattr(found, name, max(0.0, float(value)))
+            elif name == "invalid-object" and value is not None and value.isdigit():
+                found.invalid_turns = int(value)
             else:
                 fault = _fault_directive(name, value)
                 if fault is None:
@@ -521,6 +529,13 @@ class Model:
 
     def __init__(self) -> None:
         self.sessions: dict[str, list[str]] = {}
+        # Session id -> how many more answers must violate the schema ([[invalid-object=N]]).
+        self.invalid_left: dict[str, int] = {}
+
+    def reset(self) -> None:
+        """Forget every conversation."""
+        self.sessions.clear()
+        self.invalid_left.clear()
 
     def front_faults(self, prompt: object, reply: Reply | None) -> list[Fault]:
         """Faults of the queued reply and the prompt, read before the request is validated."""
@@ -576,6 +591,13 @@ class Model:
             return run
         if found.rawline and endpoint is Endpoint.STREAM:
             run.pre_lines = (RAWLINE_TEXT,)
+        left = found.invalid_turns
+        if not left and sent_id and endpoint.wants_object:
+            left = self.invalid_left.pop(sent_id, 0)
+        if left > 0 and endpoint.wants_object:
+            faults[FaultKind.INVALID_OBJECT] = Fault.invalid_object()
+            if left > 1:
+                self.invalid_left[run.result_session_id] = left - 1
         run.chunks = self._chunks(endpoint, request, reply, prompt, found, faults, history, tools)
         if run.fail_after != 0:
             self.sessions.setdefault(run.result_session_id, []).append(prompt)

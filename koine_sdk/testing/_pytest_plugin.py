@@ -30,7 +30,10 @@ def koine_gateway_server() -> Iterator[LocalGateway]:
 
 @pytest.fixture
 def koine_gateway(koine_gateway_server: LocalGateway) -> LocalGateway:
-    """The shared local gateway, reset to its default settings with nothing queued or recorded."""
+    """The shared local gateway, reset to its default settings with nothing queued or recorded
+    (and restarted if a test crashed it)."""
+    if not koine_gateway_server.running or koine_gateway_server.crashed:
+        koine_gateway_server.restart()
     koine_gateway_server.reset()
     return koine_gateway_server
 

@@ -63,6 +63,7 @@ class LocalGateway:
         self._requested_port = port
         self._port: int | None = None
         self._state = GatewayState(settings)
+        self._state.on_crash = self._on_crash
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,6 +144,28 @@ class LocalGateway:
         server.should_exit = True
         thread.join(timeout=10)
         self._thread = self._server = self._loop = None
+        self._error = None
+
+    def _on_crash(self) -> None:
+        """On the server's loop: stop serving, as the real gateway's process exits."""
+        server = self._server
+        if server is not None:
+            server.should_exit = True
+
+    @property
+    def crashed(self) -> bool:
+        """Whether a request took the gateway down (a CLI argument over the OS limit on a
+        stream, as on the real gateway); it refuses connections until :meth:`restart`."""
+        return self._state.crashed
+
+    def restart(self) -> Self:
+        """Stop (if running) and start again on the same port, like restarting the real gateway
+        after a crash. Settings, queued replies, records and conversations are kept."""
+        self.stop()
+        if self._port is not None:
+            self._requested_port = self._port
+        self._state.crashed = False
+        return self.start()
 
     def __enter__(self) -> Self:
         return self.start()

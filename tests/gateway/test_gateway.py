@@ -273,10 +273,67 @@ def test_prompt_too_large_for_one_cli_argument(http: httpx.Client, gw: LocalGate
     assert (
         post(http, gw, "/generate-text", {"prompt": "p", "system": "é" * 70000}).status_code == 500
     )
-    events = stream(http, gw, big)
-    assert [n for n, _ in events] == ["session", "error", "done"]
-    assert events[1][1] == {"error": "spawn E2BIG", "code": "SPAWN_ERROR"}
-    assert events[2][1] == {"code": None, "signal": None, "reason": "spawn_error"}
+    for name, value in (("model", "m" * 131072), ("sessionId", "s" * 131072)):
+        response = post(http, gw, "/generate-text", {"prompt": "p", name: value})
+        assert response.json()["code"] == "INTERNAL_ERROR", name
+
+
+def _schema_of_size(size: int, indent: int | None) -> dict[str, Any]:
+    """A schema whose JSON.stringify text (compact, or with ``indent``) is ``size`` bytes."""
+    base = {"type": "object", "description": ""}
+    empty = len(json.dumps(base, indent=indent, separators=None if indent else (",", ":")))
+    return {"type": "object", "description": "d" * (size - empty)}
+
+
+def test_generate_object_schema_argument_limit(http: httpx.Client, gw: LocalGateway) -> None:
+    # /generate-object passes JSON.stringify(schema) as one argument (--json-schema).
+    fits = _schema_of_size(131071, None)
+    assert post(http, gw, "/generate-object", {"prompt": "p", "schema": fits}).status_code == 200
+    over = _schema_of_size(131072, None)
+    response = post(http, gw, "/generate-object", {"prompt": "p", "schema": over})
+    assert (response.status_code, response.json()["error"]) == (500, "spawn E2BIG")
+
+
+def test_stream_object_prompt_carries_the_indented_schema(gw: LocalGateway) -> None:
+    # The /stream-object prompt argument = prompt + a 163-byte instruction + the schema as
+    # JSON.stringify(schema, null, 2): 131,071 bytes in all still spawns, one more does not.
+    schema = _schema_of_size(1000, 2)
+    prompt = "x" * (131071 - 163 - 1000)
+    with httpx.Client(timeout=10) as http:
+        events = stream(http, gw, {"prompt": prompt, "schema": schema}, "/stream-object")
+    assert events[-1][0] == "done"
+    with httpx.Client(timeout=10) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            post(http, gw, "/stream-object", {"prompt": prompt + "x", "schema": schema})
+    assert gw.crashed
+    gw.restart()
+
+
+def test_a_stream_too_large_to_spawn_takes_the_gateway_down(
+    koine_gateway_factory: Callable[..., LocalGateway],
+) -> None:
+    """As on the real gateway: the spawn error of a stream is not caught, its process exits.
+    The client gets the headers, then the connection closes; later requests are refused until
+    the gateway restarts."""
+    gw = koine_gateway_factory()
+    with httpx.Client(timeout=10) as http:
+        with http.stream(
+            "POST", gw.base_url + "/stream", json={"prompt": "x" * 131072}, headers=gw.headers
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            with pytest.raises(httpx.RemoteProtocolError):
+                response.read()
+        assert gw.crashed
+        deadline = time.monotonic() + 5
+        while gw.running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not gw.running
+        with pytest.raises(httpx.ConnectError):
+            http.get(gw.base_url + "/health")
+        gw.restart()
+        assert not gw.crashed
+        assert post(http, gw, "/generate-text", {"prompt": "back"}).json()["text"] == "Echo: back"
 
 
 # -- tools -----------------------------------------------------------------------------------

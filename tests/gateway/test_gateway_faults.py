@@ -289,6 +289,50 @@ def test_invalid_object(http: httpx.Client, gw: LocalGateway) -> None:
     jsonschema.validate(fine, SCHEMA)
 
 
+def test_invalid_object_for_the_first_n_turns_of_a_conversation(
+    http: httpx.Client, gw: LocalGateway
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    first = post(
+        http, gw, "/generate-object", {"prompt": "x [[invalid-object=2]]", "schema": SCHEMA}
+    )
+    session = first.json()["sessionId"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(first.json()["object"], SCHEMA)
+    answers = []
+    for _ in range(2):
+        body = {"prompt": "fix it", "schema": SCHEMA, "sessionId": session}
+        answers.append(post(http, gw, "/generate-object", body).json())
+        session = answers[-1]["sessionId"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(answers[0]["object"], SCHEMA)  # the second turn: still invalid
+    jsonschema.validate(answers[1]["object"], SCHEMA)  # the third: valid
+    # another conversation is not affected
+    other = post(http, gw, "/generate-object", {"prompt": "y", "schema": SCHEMA}).json()
+    jsonschema.validate(other["object"], SCHEMA)
+
+
+@pytest.mark.parametrize("cut", ["blank-line", "mid-line"])
+def test_cut_end(gw: LocalGateway, cut: str) -> None:
+    gw.inject(Fault.cli_error(after=1), Fault.cut_end(cut))
+    received, ended = read_raw_stream(gw, {"prompt": "a b c"})
+    assert not ended  # the connection closed: no proper end of the chunked body
+    tail = received.decode()
+    assert "event: done" not in tail
+    head, _, last = tail.rpartition("event: error\n")
+    assert head.endswith("\n\n")
+    if cut == "blank-line":
+        assert last.startswith('data: {"error":') and last.endswith("}\n")
+        assert json.loads(last[6:])["code"] == "CLI_EXIT_ERROR"
+    else:
+        assert last.startswith('data: {"error":') and not last.endswith("\n")
+    gw.inject(Fault.cut_end(cut))  # a run that succeeds stops inside its result event
+    received, ended = read_raw_stream(gw, {"prompt": "ok"})
+    _, _, last = received.decode().rpartition("event: result\n")
+    assert not ended and last.startswith('data: {"sessionId":')
+    assert last.endswith("}\n") if cut == "blank-line" else not last.endswith("\n")
+
+
 # -- the queue -------------------------------------------------------------------------------
 
 

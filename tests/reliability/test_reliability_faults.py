@@ -60,6 +60,8 @@ class Case:
     disconnect: bool = False  # the gateway must see the client hang up
     refused: bool = False  # point the client at a closed port
     check: Callable[[Outcome], None] | None = None
+    # accessor -> its outcome ("ok" or a code) where it differs from the call's (NO_USAGE...)
+    accessors: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -114,6 +116,11 @@ def _check_empty(o: Outcome) -> None:
     assert "empty body" in o.error.message
 
 
+def _check_skipped_partial(o: Outcome) -> None:
+    assert [w.code for w in o.warnings] == ["PARTIAL_OBJECT_SKIPPED"], o.warnings
+    assert o.value.name  # the final object event carried the answer
+
+
 def _check_object_raw(o: Outcome) -> None:
     assert o.error is not None and o.error.raw_text
     assert o.raw_text  # the JSON text received stays available on the stream
@@ -139,11 +146,27 @@ CASES: list[Case] = [
     Case("malformed-json-text", "stream_text", (Fault.malformed_line(after=2),),
          code="SSE_PARSE_ERROR", received=True),
     Case("malformed-json-partial-object", "stream_object", (Fault.malformed_line(after=3),),
-         code="SSE_PARSE_ERROR", received=True),
+         check=_check_skipped_partial, conn="reuse"),
     Case("truncated-json-generate", "generate_text", (Fault.malformed_line(),),
          code="INVALID_RESPONSE", status=200, conn="reuse"),
-    Case("no-result-event", "stream_text", (Fault.no_result(),), code="STREAM_INCOMPLETE",
-         received=True, conn="reuse"),
+    # done code 0 without result: the answer is complete, only usage and session id are missing
+    Case("no-result-event", "stream_text", (Fault.no_result(),), received=True, conn="reuse",
+         accessors=(("usage", "NO_USAGE"), ("session_id", "NO_SESSION"))),
+    # (the gateway sends the object when the CLI's result line comes: none without it)
+    Case("no-result-event-object", "stream_object", (Fault.no_result(),), code="NO_OBJECT",
+         received=True, conn="reuse",
+         accessors=(("usage", "NO_USAGE"), ("session_id", "NO_SESSION"))),
+    # the body ends inside the closing events, without done
+    Case("error-event-without-blank-line", "stream_text",
+         (Reply.faulty(Fault.cli_error(after=2), Fault.cut_end()),), code="CLI_EXIT_ERROR",
+         received=True, conn="fresh"),
+    Case("error-event-cut-mid-line", "stream_text",
+         (Reply.faulty(Fault.cli_error(after=2), Fault.cut_end("mid-line")),),
+         code="STREAM_INCOMPLETE", received=True, conn="fresh"),
+    Case("result-without-done", "stream_text", (Fault.cut_end(),), code="STREAM_INCOMPLETE",
+         received=True, conn="fresh", accessors=(("usage", "ok"), ("session_id", "ok"))),
+    Case("result-cut-mid-line", "stream_object", (Fault.cut_end("mid-line"),),
+         code="STREAM_INCOMPLETE", received=True, conn="fresh"),
     # -- odd but valid framing: must succeed ---------------------------------------------------
     Case("unknown-events", "stream_text", (Fault.unknown_events(),), conn="reuse"),
     Case("unknown-events-object", "stream_object", (Fault.unknown_events(),), conn="reuse"),
@@ -201,7 +224,7 @@ CASES: list[Case] = [
     Case("invalid-object-generate", "generate_object", (Fault.invalid_object(),),
          code="VALIDATION_ERROR", conn="reuse"),
     Case("object-event-missing", "stream_object", (Fault.no_object(),),
-         code="STREAM_INCOMPLETE", received=True, conn="reuse"),
+         code="NO_OBJECT", received=True, conn="reuse"),
     Case("events-after-done-object", "stream_object", (Fault.events_after_done(),),
          conn="reuse"),
 ]  # fmt: skip
@@ -413,9 +436,12 @@ def test_fault_matrix(case: Case, client: str, koine_gateway: Any) -> None:
 
     # nothing waits forever; a failed stream keeps failing the same way
     if out.opened:
-        for name, got in {**out.after, **out.after_exit}.items():
+        expected = dict(case.accessors)
+        for name, got in [*out.after.items(), *out.after_exit.items()]:
             assert got != "HANG", f"{name}() hung"
-            if case.code is None:
+            if name in expected:
+                assert got == expected[name], f"{name}() -> {got}"
+            elif case.code is None:
                 assert got == "ok", f"{name}() -> {got}"
             else:
                 assert got == "ok" or got == case.code or got == "STREAM_INCOMPLETE", (

@@ -54,7 +54,7 @@ MAGIC_CASES: list[tuple[str, str, tuple[Fault, ...], str]] = [
     ("close-before-headers", "%%koine\nhello", (Fault.close_before_headers(),), "NETWORK_ERROR"),
     ("invalid-object", "%%koine --schema Town\na town", (Fault.invalid_object(),),
      "VALIDATION_ERROR"),
-    ("object-missing", "%%koine --schema Town\na town", (Fault.no_object(),), "STREAM_INCOMPLETE"),
+    ("object-missing", "%%koine --schema Town\na town", (Fault.no_object(),), "NO_OBJECT"),
 ]  # fmt: skip
 
 

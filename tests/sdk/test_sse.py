@@ -4,6 +4,7 @@ property tests over arbitrary chunkings of the byte stream."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,15 +156,28 @@ def test_multibyte_utf8_split_across_chunks() -> None:
 
 def test_invalid_utf8_replaced_not_raised() -> None:
     assert decode(b"data: a\xffb\n\n") == [ServerSentEvent("message", "a\ufffdb")]
-    # Truncated multi-byte sequence at the end of the body.
-    assert decode(b"data: a\xe4\xbd") == [ServerSentEvent("message", "a\ufffd")]
+    # A truncated multi-byte sequence at the end of the body sits in a cut line: dropped.
+    assert decode(b"data: a\xe4\xbd") == []
+    assert decode(b"data: a\xe4\xbd\n") == [ServerSentEvent("message", "a\ufffd")]
 
 
-def test_close_delivers_event_without_final_blank_line() -> None:
-    # Deviation from browsers (documented): the gateway may close right after the data line.
+def test_close_delivers_event_whose_lines_are_whole() -> None:
+    # Deviation from browsers (documented): every line arrived whole, only the blank line is
+    # missing, so nothing of the event is lost.
     assert decode(b"event: done\ndata: {}\n") == [ServerSentEvent("done", "{}")]
-    assert decode(b"event: done\ndata: {}") == [ServerSentEvent("done", "{}")]
     assert decode(b"event: done\ndata: {}\r") == [ServerSentEvent("done", "{}")]
+    assert decode(b"event: done\r\ndata: {}\r\n") == [ServerSentEvent("done", "{}")]
+    assert decode(b"data: a\ndata: b\n") == [ServerSentEvent("message", "a\nb")]
+
+
+def test_close_drops_a_line_cut_mid_way() -> None:
+    # The cut line may be a truncated JSON value: never handed on.
+    assert decode(b"event: done\ndata: {}") == []
+    assert decode(b'event: error\ndata: {"error":"bo') == []
+    # Earlier whole lines of the same event still count.
+    assert decode(b"data: a\ndata: b") == [ServerSentEvent("message", "a")]
+    # A cut "event:" line does not rename the event.
+    assert decode(b"data: a\nevent: err") == [ServerSentEvent("message", "a")]
 
 
 def test_close_without_data_delivers_nothing() -> None:
@@ -174,8 +188,10 @@ def test_close_without_data_delivers_nothing() -> None:
 
 def test_decoder_reusable_after_close() -> None:
     decoder = SSEDecoder()
-    assert decoder.feed(b"id: 1\nevent: a\ndata: x") == []
+    assert decoder.feed(b"id: 1\nevent: a\ndata: x\n") == []
     assert decoder.close() == [ServerSentEvent("a", "x", id="1")]
+    assert decoder.feed(b"data: cut") == []
+    assert decoder.close() == []
     assert decoder.feed(b"data: y\n\n") == [ServerSentEvent("message", "y")]
 
 
@@ -183,7 +199,7 @@ def test_events_returned_as_soon_as_complete() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: 1\n") == []
     assert decoder.feed(b"\n") == [ServerSentEvent("message", "1")]
-    assert decoder.feed(b"data: 2\n\ndata: 3") == [ServerSentEvent("message", "2")]
+    assert decoder.feed(b"data: 2\n\ndata: 3\n") == [ServerSentEvent("message", "2")]
     assert decoder.close() == [ServerSentEvent("message", "3")]
 
 
@@ -342,3 +358,69 @@ def test_line_break_soup_split_invariant(parts: list[bytes]) -> None:
     body = b"".join(parts)
     whole = decode(body)
     assert decode_bytewise(body) == whole
+
+
+# -- end of body ------------------------------------------------------------------------------
+
+
+def _oracle(body: bytes) -> list[tuple[str, str]]:
+    """A one-shot reading of the end-of-body rule: only lines followed by a line break count;
+    an event with data is dispatched at the end even without its blank line."""
+    text = body.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    whole = re.split(r"\r\n|\r|\n", text)[:-1]  # the last piece has no line break after it
+    events: list[tuple[str, str]] = []
+    data: list[str] = []
+    name = ""
+    for line in [*whole, ""]:
+        if not line:
+            if data:
+                events.append((name or "message", "\n".join(data)))
+            data, name = [], ""
+            continue
+        if line.startswith(":"):
+            continue
+        field, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+    return events
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), _streams())
+def test_a_body_cut_anywhere_keeps_whole_lines_only(
+    data: st.DataObject, stream: tuple[bytes, list[tuple[str, str]]]
+) -> None:
+    body, _ = stream
+    cut = data.draw(st.integers(0, len(body)))
+    truncated = body[:cut]
+    expected = _oracle(truncated)
+    whole = decode(truncated)
+    assert [(e.event, e.data) for e in whole] == expected
+    assert decode(*data.draw(_splits(truncated))) == whole  # any split, the same events
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), _streams())
+def test_a_last_event_without_its_blank_line_is_dispatched(
+    data: st.DataObject, stream: tuple[bytes, list[tuple[str, str]]]
+) -> None:
+    body, expected = stream
+    if not expected:
+        return
+    eol = b"\r\n" if body.endswith(b"\r\n") else body[-1:]
+    without_blank_line = body[: -len(eol)]
+    events = decode(*data.draw(_splits(without_blank_line)))
+    assert [(e.event, e.data) for e in events] == expected
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200), st.data())
+def test_arbitrary_bytes_follow_the_end_of_body_rule(body: bytes, data: st.DataObject) -> None:
+    events = decode(*data.draw(_splits(body)))
+    assert [(e.event, e.data) for e in events] == _oracle(body)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel
 
@@ -322,7 +322,7 @@ def retry_failed(
             f"{_CALLS_KEPT} calls of this process are kept); run extract(...) again instead"
         )
     call, ledger = known
-    errors: list[Any] = frame["error"].tolist()
+    errors: list[Any] = cast(Any, frame)["error"].tolist()
 
     def failed(pos: int) -> bool:
         error = errors[pos]

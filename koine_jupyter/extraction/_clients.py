@@ -8,6 +8,7 @@ the only one to change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -17,8 +18,8 @@ from koine_sdk._partial import parser_for  # pyright: ignore[reportPrivateUsage]
 from koine_sdk.sync import LoopThread
 
 __all__ = [
-    "ClientLike",
     "PRIVATE_LOOP",
+    "ClientLike",
     "async_of",
     "call_on_home",
     "generate_object",
@@ -54,9 +55,7 @@ async def call_on_home(
     home = home_loop(client)
     if home is None or home is asyncio.get_running_loop():
         return await make(async_of(client))
-    return await asyncio.wrap_future(
-        asyncio.run_coroutine_threadsafe(make(async_of(client)), home)
-    )
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(async_of(client)), home))
 
 
 def loop_for(clients: Sequence[ClientLike]) -> LoopThread:
@@ -78,15 +77,10 @@ def wire_schema(schema: type[Any]) -> dict[str, Any]:
     return parser_for(schema).json_schema()
 
 
-_REPAIRS: bool | None = None
-
-
+@functools.cache
 def supports_repairs() -> bool:
     """Whether this SDK's ``generate_object`` takes ``repairs=``."""
-    global _REPAIRS
-    if _REPAIRS is None:
-        _REPAIRS = "repairs" in inspect.signature(KoineClient.generate_object).parameters
-    return _REPAIRS
+    return "repairs" in inspect.signature(KoineClient.generate_object).parameters
 
 
 async def generate_object(

@@ -67,7 +67,7 @@ def project(
     total = spent_total + round(remaining * (inp + out))
     secs = statistics.fmean(seconds) * remaining / max(1, concurrency) if seconds else None
     return Estimate(
-        sampled=n if not sampled else sampled,
+        sampled=sampled if sampled else n,
         from_ledger=from_ledger,
         remaining=remaining,
         input_per_request=inp,

@@ -105,8 +105,8 @@ def render(prompt: str, text: str) -> str:
 def clients_of(client: Any) -> tuple[list[ClientLike], list[KoineClient]]:
     """The gateways' clients, and those this call made (and must close)."""
     if client is None:
-        own = create_koine()
-        return [own], [own]
+        made = create_koine()
+        return [made], [made]
     items: list[Any] = (
         list(cast(Sequence[Any], client)) if isinstance(client, list | tuple) else [client]
     )

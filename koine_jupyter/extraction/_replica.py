@@ -87,21 +87,27 @@ class Replica:
     def in_outage(self) -> bool:
         return self.outage_started is not None
 
-    def on_success(self) -> None:
-        self.ok += 1
+    def _recovered(self, sent_at: float) -> bool:
+        """An answer to a request sent at ``sent_at``: it ends an outage only if it was sent
+        after the outage's latest event began (an older one proves nothing about now)."""
         self.answered = True
+        if self.outage_started is not None and sent_at < self.event_started:
+            return False
         self.outage_started = None
         self.events = 0
         self.probing = False
+        return True
+
+    def on_success(self, sent_at: float = math.inf) -> None:
+        self.ok += 1
+        if not self._recovered(sent_at):
+            return
         if self.window < self.ceiling:
             self.window = min(self.ceiling, self.window + 1.0 / self.window)
 
-    def on_answer(self) -> None:
+    def on_answer(self, sent_at: float = math.inf) -> None:
         """The gateway answered (with an error about the row): it is reachable."""
-        self.answered = True
-        self.outage_started = None
-        self.events = 0
-        self.probing = False
+        self._recovered(sent_at)
 
     def on_throttled(self, now: float, level: int, wait: float) -> None:
         """A 429 on a request sent with ``level`` of ours in flight (itself included)."""
@@ -136,7 +142,9 @@ class Replica:
         if gone:
             self.dead = True
             return
-        self.cool_until = max(self.cool_until, now + min(BACKOFF_MAX, BACKOFF * 2 ** (self.events - 1)))
+        self.cool_until = max(
+            self.cool_until, now + min(BACKOFF_MAX, BACKOFF * 2 ** (self.events - 1))
+        )
         self.cooling_for_429 = False
 
     def stats(self) -> dict[str, Any]:

@@ -546,11 +546,11 @@ class Run:
             else:
                 self.queue.append(unit)  # at the back: the next probe is another row
             return
-        replica.on_answer()
+        replica.on_answer(unit.sent_at)
         self._failed(unit, error, record=True)
 
     def _succeeded(self, unit: Unit, replica: Replica, result: Any) -> None:
-        replica.on_success()
+        replica.on_success(unit.sent_at)
         tokens = _usage_of(result) or (0, 0)
         attempts = int(getattr(result, "attempts", 1))
         self.input_tokens += tokens[0]

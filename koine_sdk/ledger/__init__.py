@@ -21,6 +21,7 @@ import collections
 import os
 import threading
 import warnings
+from typing import Any, cast
 
 from ..errors import KoineError
 from ._key import KEY_FIELDS, RequestShape, canonical_json, content_hash, request_key, request_keys
@@ -54,7 +55,7 @@ class LedgerWarning(UserWarning):
     """The ledger file could not be used; answers are kept in this process only."""
 
 
-_PROCESS: Ledger | None = None
+_PROCESS: dict[str, Ledger] = {}
 _PROCESS_LOCK = threading.Lock()
 _OPENED: collections.OrderedDict[str, Ledger] = collections.OrderedDict()
 _OPENED_KEPT = 8  # ledgers kept open by path (the least recently used beyond are closed)
@@ -63,11 +64,11 @@ _OPENED_KEPT = 8  # ledgers kept open by path (the least recently used beyond ar
 def process_ledger() -> Ledger:
     """This process's in-memory ledger (``ledger=False``, ``KOINE_LEDGER=off``, and the
     fallback when the file cannot be used): shared by every call, gone when the process ends."""
-    global _PROCESS
     with _PROCESS_LOCK:
-        if _PROCESS is None or _PROCESS._closed:  # pyright: ignore[reportPrivateUsage]
-            _PROCESS = Ledger(MEMORY)
-        return _PROCESS
+        current = _PROCESS.get(MEMORY)
+        if current is None or current._closed:  # pyright: ignore[reportPrivateUsage]
+            current = _PROCESS[MEMORY] = Ledger(MEMORY)
+        return current
 
 
 def open_ledger(ledger: LedgerSpec = None, *, fallback: bool = True) -> Ledger:
@@ -78,24 +79,26 @@ def open_ledger(ledger: LedgerSpec = None, *, fallback: bool = True) -> Ledger:
     (:class:`LedgerWarning`) and returns :func:`process_ledger`, so a run never fails for it.
     Ledgers opened from a path are kept open and reused for the same path in this process.
     """
-    if isinstance(ledger, Ledger):
-        return ledger
+    spec: Any = ledger
+    if isinstance(spec, Ledger):
+        return spec
     if ledger is False:
         return process_ledger()
+    location: str | os.PathLike[str] | None
     if ledger is None or ledger is True:
         location = default_location()
         if location is None:
             return process_ledger()
-    elif isinstance(ledger, str | os.PathLike):
-        location = ledger
+    elif isinstance(spec, str | os.PathLike):
+        location = cast("str | os.PathLike[str]", spec)
     else:
         raise KoineError(
-            f"ledger must be a file path, a Ledger, True or False (got {type(ledger).__name__})",
+            f"ledger must be a file path, a Ledger, True or False (got {type(spec).__name__})",
             "INVALID_ARGUMENT",
         )
     if str(location) == MEMORY:
         return process_ledger()
-    where = os.path.abspath(os.path.expanduser(os.fspath(location)))
+    where: str = os.path.abspath(os.path.expanduser(str(location)))
     with _PROCESS_LOCK:
         cached = _OPENED.get(where)
         if cached is not None and not cached._closed:  # pyright: ignore[reportPrivateUsage]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,8 +19,14 @@ def _times(pd_mod: Any, values: Any) -> Any:
     return pd_mod.to_datetime(pd_mod.Series(values, dtype="Float64"), unit="s", utc=True)
 
 
+def _pandas() -> Any:
+    import pandas
+
+    return cast(Any, pandas)
+
+
 def runs_frame(ledger: Ledger, *, limit: int | None = None) -> pd.DataFrame:
-    import pandas as pd
+    pd = _pandas()
 
     sql = (
         "SELECT run_id, kind, status, started, ended, rows, params, stats FROM runs "
@@ -47,7 +53,7 @@ def runs_frame(ledger: Ledger, *, limit: int | None = None) -> pd.DataFrame:
         records.append(record)
     columns = ["run_id", "kind", "status", "started", "ended", "seconds", "rows", *_STATS]
     columns += ["prompt", "schema", "model"]
-    df = pd.DataFrame.from_records(records, columns=[c for c in columns if c != "seconds"])
+    df: Any = pd.DataFrame.from_records(records, columns=[c for c in columns if c != "seconds"])
     started, ended = _times(pd, df["started"]), _times(pd, df["ended"])
     df["seconds"] = (ended - started).dt.total_seconds().astype("Float64").round(3)
     df["started"], df["ended"] = started, ended
@@ -61,7 +67,7 @@ def runs_frame(ledger: Ledger, *, limit: int | None = None) -> pd.DataFrame:
 def rows_frame(
     ledger: Ledger, *, run_id: str | None, status: str | None, limit: int | None
 ) -> pd.DataFrame:
-    import pandas as pd
+    pd = _pandas()
 
     where: list[str] = []
     params: list[Any] = []
@@ -88,7 +94,7 @@ def rows_frame(
         "error_message", "answer", "input_tokens", "output_tokens", "attempts", "session_id",
         "started", "finished", "key",
     ]  # fmt: skip
-    df = pd.DataFrame.from_records(raw, columns=columns)
+    df: Any = pd.DataFrame.from_records(raw, columns=columns)
     error = df["error_code"].astype("string") + ": " + df["error_message"].astype("string")
     df.insert(df.columns.get_loc("error_code"), "error", error)
     df = df.drop(columns=["error_code", "error_message"])

@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +206,7 @@ class Ledger:
         return conn
 
     @contextmanager
-    def _db(self, what: str) -> Iterator[sqlite3.Connection]:
+    def _db(self, what: str) -> Generator[sqlite3.Connection]:
         with self._lock if self.path is None else nullcontext():
             conn = self._connect()
             try:
@@ -245,7 +245,15 @@ class Ledger:
             db.execute(
                 "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid) "
                 "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-                (run_id, kind, time.time(), rows, _dumps(params), socket.gethostname(), os.getpid()),
+                (
+                    run_id,
+                    kind,
+                    time.time(),
+                    rows,
+                    _dumps(params),
+                    socket.gethostname(),
+                    os.getpid(),
+                ),
             )
         return run_id
 

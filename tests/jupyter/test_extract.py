@@ -142,7 +142,9 @@ def test_list_gets_range_index_and_dtypes_of_the_schema(
 def test_missing_and_blank_texts_fail_without_requests(
     gw: LocalGateway, client: SyncKoineClient
 ) -> None:
-    series = pd.Series(["a", None, float("nan"), "b", "", "  \n\t "], index=[10, 20, 30, 40, 50, 60])
+    series = pd.Series(
+        ["a", None, float("nan"), "b", "", "  \n\t "], index=[10, 20, 30, 40, 50, 60]
+    )
     df = extract(series, Address, client=client, progress=False)
     assert df["error"].isna().tolist() == [True, False, False, True, False, False]
     for label in (20, 30, 50, 60):

@@ -116,7 +116,9 @@ def test_rerun_after_kill_9_requests_only_rows_without_an_answer(
 # -- retry_failed, history ------------------------------------------------------------------
 
 
-def test_retry_failed_resends_only_the_failed_rows(gw: LocalGateway, client: SyncKoineClient) -> None:
+def test_retry_failed_resends_only_the_failed_rows(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
     texts = [f"ok {i}" for i in range(6)] + ["bad [[fail]]", "bad too [[fail]]", "", "late"]
     first = extract(texts, Item, client=client, max_rows=8, progress=False)
     assert first["error"].notna().tolist() == [False] * 6 + [True, True, True, True]

@@ -118,9 +118,7 @@ def test_frame_dtypes_come_from_the_schema_only() -> None:
         cols,
     )
     full = frame(cols, [row, row], _extras(2, input_tokens=1, output_tokens=2), pd.RangeIndex(2))
-    holes = frame(
-        cols, [row, None], [RowValues(), RowValues(error="X: y")], pd.Index(["a", "b"])
-    )
+    holes = frame(cols, [row, None], [RowValues(), RowValues(error="X: y")], pd.Index(["a", "b"]))
     empty = frame(cols, [], [], pd.RangeIndex(0))
     failed = frame(cols, [None, None], _extras(2, error="X: y"), pd.RangeIndex(2))
     expected = {
@@ -265,7 +263,9 @@ def test_an_outage_counts_once_and_probes_one_request_at_a_time() -> None:
     r.active = 0
     r.on_connection_failure(1.4, sent_at=1.3, message="x")  # the probe failed: event 2
     assert r.events == 2 and not r.dead
-    r.on_success()
+    r.on_success(sent_at=1.0)  # an answer to a request older than the event proves nothing
+    assert r.in_outage and r.events == 2
+    r.on_success(sent_at=1.9)
     assert r.events == 0 and not r.in_outage and r.capacity(5.0) == 4
     r.on_connection_failure(20.0, sent_at=19.0, message="x")
     r.on_connection_failure(25.0, sent_at=24.0, message="x")

@@ -15,7 +15,8 @@ only the rows of a result that failed; ``history`` reads the ledger's runs and r
 ``docs/extraction.md``.
 
 Layout: ``_columns`` (schema → columns and dtypes), ``_prepare`` (arguments → a run),
-``_run`` (the scheduler), ``_replica`` (one gateway's window and health), ``_state`` (the
+``_run`` (the scheduler), ``_outcomes`` (a finished request: rows, ledger, window),
+``_replica`` (one gateway's window and health), ``_state`` (the
 rows), ``_estimate``, ``_clients`` (the only module that touches SDK internals).
 """
 
@@ -33,6 +34,7 @@ from koine_sdk.ledger import LedgerSpec, open_ledger, process_ledger
 
 from ._clients import ClientLike, loop_for
 from ._estimate import Estimate
+from ._outcomes import end_sample
 from ._prepare import Call, invalid, prepare, progress_mode
 from ._run import CANCEL_GRACE, Run
 
@@ -293,7 +295,7 @@ def estimate(
     )  # the sample is what is asked for: no budget applies to it
     _run_sync(run, progress_mode(progress), "raise", call, ledger)
     if run.estimate is None:  # nothing to sample: every row answered or invalid
-        run._end_sample()  # pyright: ignore[reportPrivateUsage]
+        end_sample(run)
     assert run.estimate is not None
     return run.estimate
 

@@ -11,7 +11,6 @@ import asyncio
 import collections
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,50 +18,24 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from koine_sdk import KoineError
-from koine_sdk.ledger import Ledger, LedgerWarning, RequestShape, process_ledger
+from koine_sdk.ledger import Ledger, RequestShape
 
 from ._clients import KoineClient, call_on_home, generate_object
-from ._columns import flatten
-from ._estimate import Estimate, project
+from ._estimate import Estimate
+from ._outcomes import describe, end_sample, handle, is_connection_trouble
 from ._replica import Replica
-from ._state import FROM_DUPLICATE, FROM_REQUEST, Rows, Unit
+from ._state import Rows, Unit
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from koine_jupyter.views.progress import ProgressSnapshot, ProgressView
 
-__all__ = ["FATAL_CODES", "Limits", "Request", "Run"]
+__all__ = ["Limits", "Request", "Run"]
 
-FATAL_CODES = frozenset(
-    {"AUTH_MISSING", "AUTH_INVALID", "NOT_FOUND", "INVALID_CONFIG", "NO_TOOLS_AVAILABLE"}
-)
-"""Errors that every further request would get too: the run stops at once."""
 HEALTH_TIMEOUT = 5.0
-DEFAULT_429_WAIT = 1.0  # seconds, when a 429 comes without Retry-After (doubles per 429)
 CANCEL_GRACE = 5.0  # seconds an interrupted run waits for its requests to close
-ROW_CONNECTION_FAILURES = 3  # a row that breaks the connection this often (no outage) fails
 POLL = 0.1
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, KoineError):
-        return f"{exc.code}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def is_connection_trouble(exc: KoineError) -> bool:
-    if exc.code in ("NETWORK_ERROR", "CLIENT_CLOSED"):
-        return True
-    # A 5xx without a gateway code came from something in front of (or instead of) the gateway.
-    return exc.code == "HTTP_ERROR" and exc.status is not None and exc.status >= 500
-
-
-def _usage_of(obj: Any) -> tuple[int, int] | None:
-    usage = getattr(obj, "usage", None)
-    if usage is None:
-        return None
-    return int(getattr(usage, "input_tokens", 0)), int(getattr(usage, "output_tokens", 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,25 +183,6 @@ class Run:
         return df
 
     # -- the ledger -------------------------------------------------------------------------
-
-    def _write(self, unit: Unit, **outcome: Any) -> None:
-        """Commit one finished request; a ledger that fails mid-run is swapped for the
-        process's in-memory one (with a warning), never the run's end."""
-        try:
-            self.ledger.record(self.shape, unit.prompt, key=unit.key, run_id=self.run_id, **outcome)
-        except KoineError as exc:
-            if not self.ledger_warned:
-                self.ledger_warned = True
-                warnings.warn(
-                    f"{exc.message}. The rest of this run is kept in this process only.",
-                    LedgerWarning,
-                    stacklevel=1,
-                )
-            self.ledger = process_ledger()
-            try:
-                self.ledger.record(self.shape, unit.prompt, key=unit.key, **outcome)
-            except KoineError:
-                pass
 
     # -- the scheduler ----------------------------------------------------------------------
 
@@ -411,7 +365,7 @@ class Run:
             level = replica.active
             self.inflight.pop(task, None)
             replica.active -= 1
-            self._handle(unit, replica, level, result, error)
+            handle(self, unit, replica, level, result, error)
             self._dispatch()
             if self.view is not None:
                 self.view.poke()
@@ -438,7 +392,7 @@ class Run:
                 return
             if not self.queue and not self.inflight:
                 if self.sampling:
-                    self._end_sample()
+                    end_sample(self)
                     if self.stop_after_sample or self.stop_error is not None:
                         return
                     continue
@@ -465,164 +419,6 @@ class Run:
             if self.crash is not None:
                 raise self.crash
 
-    def _end_sample(self) -> None:
-        self.sampling = False
-        usage = self.sample_usage or self.ledger_usage
-        remaining = sum(1 for u in self.later if not u.counted)
-        self.estimate = project(
-            usage,
-            spent=(self.input_tokens, self.output_tokens),
-            sampled=len(self.sample_usage),
-            from_ledger=not self.sample_usage and bool(self.ledger_usage),
-            remaining=remaining,
-            seconds=self.sample_seconds,
-            concurrency=sum(r.limit for r in self.replicas if not r.dead) or 1,
-        )
-        budget = self.limits.max_tokens
-        if self.stop_after_sample:
-            return
-        if self.announce is not None:
-            self.announce(str(self.estimate))
-        if budget is not None and self.estimate.total_tokens > budget:
-            self.budget_hit = (
-                f"projected {self.estimate.total_tokens:,} tokens for all rows, above "
-                f"max_tokens={budget:,}"
-            )
-            error = KoineError(
-                f"{self.budget_hit}; nothing more was sent (the sampled rows are kept)",
-                "BUDGET_EXCEEDED",
-            )
-            error.estimate = self.estimate  # pyright: ignore[reportAttributeAccessIssue]
-            self.stop_error = error
-            for unit in self.later:
-                self.rows.finish_all(unit.positions, f"BUDGET_EXCEEDED: {self.budget_hit}")
-            self.later = []
-            return
-        self.queue.extend(self.later)
-        self.later = []
-
-    def _handle(
-        self, unit: Unit, replica: Replica, level: int, result: Any, error: BaseException | None
-    ) -> None:
-        now = time.monotonic()
-        if error is None:
-            self._succeeded(unit, replica, result)
-            return
-        if isinstance(error, KoineError) and error.code in FATAL_CODES:
-            replica.dead = True
-            replica.last_error = describe(error)
-            if all(r.dead for r in self.replicas):
-                self.fatal = error
-                self.rows.finish_all(unit.positions, describe(error))
-                if self.wake is not None:
-                    self.wake.set()
-            else:
-                unit.avoid.add(replica.number)
-                self.queue.appendleft(unit)
-            return
-        if isinstance(error, KoineError) and error.code == "CONCURRENCY_LIMIT_ERROR":
-            self.throttled += 1
-            unit.throttled += 1
-            if error.retry_after is not None:
-                wait = error.retry_after
-            else:
-                wait = DEFAULT_429_WAIT * 2 ** min(unit.throttled - 1, 6)
-            replica.on_throttled(now, level, min(self.limits.max_retry_after, max(0.0, wait)))
-            if unit.throttled > self.limits.max_retries:
-                self._failed(unit, error, record=False)
-            else:
-                self.queue.appendleft(unit)
-            return
-        if isinstance(error, KoineError) and is_connection_trouble(error):
-            healthy_when_sent = not replica.in_outage or unit.sent_at < (
-                replica.outage_started or 0.0
-            )
-            replica.on_connection_failure(now, unit.sent_at, describe(error))
-            unit.avoid.add(replica.number)
-            if healthy_when_sent:
-                unit.isolated_failures += 1
-            if unit.isolated_failures > ROW_CONNECTION_FAILURES:
-                self._failed(unit, error, record=False)
-            else:
-                self.queue.append(unit)  # at the back: the next probe is another row
-            return
-        replica.on_answer(unit.sent_at)
-        self._failed(unit, error, record=True)
-
-    def _succeeded(self, unit: Unit, replica: Replica, result: Any) -> None:
-        replica.on_success(unit.sent_at)
-        tokens = _usage_of(result) or (0, 0)
-        attempts = int(getattr(result, "attempts", 1))
-        self.input_tokens += tokens[0]
-        self.output_tokens += tokens[1]
-        finished = time.time()
-        if self.sampling:
-            self.sample_usage.append(tokens)
-            self.sample_seconds.append(finished - (unit.started or finished))
-        obj = result.object
-        self._write(
-            unit,
-            status="ok",
-            answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
-            raw_text=getattr(result, "raw_text", None),
-            input_tokens=tokens[0],
-            output_tokens=tokens[1],
-            session_id=getattr(result, "session_id", None),
-            attempts=attempts,
-            started=unit.started,
-            finished=finished,
-        )
-        values = flatten(obj, self.rows.columns)
-        first = True
-        for pos in unit.positions:
-            if first:
-                self.rows.finish(
-                    pos, values=values, tokens=tokens, attempts=attempts, answer_from=FROM_REQUEST
-                )
-                first = False
-            else:
-                self.rows.finish(
-                    pos,
-                    values=_copy(values),
-                    tokens=(0, 0),
-                    attempts=attempts,
-                    answer_from=FROM_DUPLICATE,
-                )
-
-    def _failed(self, unit: Unit, error: BaseException, *, record: bool) -> None:
-        tokens = _usage_of(error)
-        attempts = getattr(error, "attempts", None)
-        if tokens is not None:
-            self.input_tokens += tokens[0]
-            self.output_tokens += tokens[1]
-        if self.sampling and tokens is not None:
-            self.sample_usage.append(tokens)
-        if record:
-            code = error.code if isinstance(error, KoineError) else type(error).__name__
-            message = error.message if isinstance(error, KoineError) else str(error)
-            self._write(
-                unit,
-                status="failed",
-                error_code=code,
-                error_message=message,
-                input_tokens=tokens[0] if tokens else 0,
-                output_tokens=tokens[1] if tokens else 0,
-                attempts=int(attempts) if attempts is not None else 1,
-                started=unit.started,
-                finished=time.time(),
-            )
-        text = describe(error)
-        first = True
-        for pos in unit.positions:
-            self.rows.finish(
-                pos,
-                error=text,
-                tokens=(tokens if first else (0, 0)) if tokens is not None else None,
-                attempts=int(attempts) if attempts is not None else None,
-                answer_from=FROM_REQUEST if first else FROM_DUPLICATE,
-            )
-            first = False
-
     async def _cancel_inflight(self) -> None:
         tasks = list(self.inflight)
         for task in tasks:
@@ -630,9 +426,3 @@ class Run:
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_GRACE)
         self.inflight.clear()
-
-
-def _copy(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    import copy
-
-    return copy.deepcopy(values)

@@ -19,6 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 from koine_jupyter.extraction import estimate, extract, history, retry_failed
+from koine_jupyter.extraction._clients import supports_repairs
 from koine_sdk import KoineConfig, KoineError, SyncKoineClient, create_koine_sync
 from koine_sdk.ledger import Ledger, LedgerWarning, open_ledger
 from koine_sdk.testing import LocalGateway
@@ -265,3 +266,50 @@ def test_several_threads_extracting_into_one_ledger_lose_nothing(gw: LocalGatewa
         assert list(pool.map(work, range(4))) == [15] * 4
     assert time.perf_counter() - started < 60
     assert len(history("last")) == 15 and len(open_ledger().rows()) == 60
+
+
+# -- repairs (the SDK's generate_object(repairs=N), when it has it) --------------------------
+
+_REPAIRS = pytest.mark.skipif(
+    not supports_repairs(),
+    reason="this koine_sdk's generate_object has no repairs= yet",
+)
+
+
+@pytest.mark.skipif(
+    supports_repairs(),
+    reason="this koine_sdk supports repairs",
+)
+def test_repairs_without_sdk_support_are_refused_before_sending(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
+    with pytest.raises(KoineError) as info:
+        extract(["r"], Item, client=client, repairs=1, progress=False)
+    assert info.value.code == "INVALID_ARGUMENT" and object_requests(gw) == 0
+
+
+@_REPAIRS
+def test_repairs_fix_an_invalid_object_and_count_every_attempt(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
+    from koine_sdk.testing import Fault
+
+    gw.enqueue(Fault.invalid_object())  # the first answer breaks the schema, the repair not
+    df = extract(["repair me"], Item, client=client, repairs=1, progress=False)
+    assert df["error"].isna().all() and df.loc[0, "attempts"] == 2
+    assert object_requests(gw) == 2
+    assert df["input_tokens"].sum() == df.attrs["koine"]["input_tokens"]
+    assert history("last")["attempts"].tolist() == [2]
+
+
+@_REPAIRS
+def test_exhausted_repairs_fail_the_row_with_the_tokens_paid(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
+    from koine_sdk.testing import Fault
+
+    gw.enqueue(Fault.invalid_object(), Fault.invalid_object())
+    df = extract(["never valid"], Item, client=client, repairs=1, progress=False)
+    assert df.loc[0, "error"].startswith("VALIDATION_ERROR")
+    assert df.loc[0, "attempts"] == 2 and df.loc[0, "input_tokens"] > 0
+    assert df["input_tokens"].sum() == df.attrs["koine"]["input_tokens"]

@@ -195,7 +195,7 @@ class Section:
         self.targets.append((what, measured, ok))
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", self.setup, ""]
+        lines = [f"## {self.title}", "", self.setup, ""]
         if self.rows:
             lines.append("| " + " | ".join(self.header) + " |")
             lines.append("|" + "---|" * len(self.header))

@@ -1,15 +1,16 @@
 """``python -m koine_sdk``: a tour of the SDK against a gateway.
 
 Uses ``KOINE_BASE_URL`` / ``KOINE_AUTH_KEY`` when set; otherwise starts the embedded local
-gateway (needs the ``testing`` extra) so the tour runs offline.
+gateway (needs the ``testing`` extra) so the tour runs offline. ``--help`` says so and exits.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 
 from pydantic import BaseModel
 
@@ -46,7 +47,23 @@ def _gateway() -> Generator[KoineConfig]:
         yield KoineConfig(base_url=gateway.base_url, auth_key=gateway.auth_key)
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="python -m koine_sdk",
+        description=(
+            "A tour of koine-sdk: generate_text, a streamed answer continuing the session, and "
+            "a Pydantic object filling in as its JSON streams. It runs on the gateway named by "
+            "KOINE_BASE_URL and KOINE_AUTH_KEY (and KOINE_TIMEOUT, KOINE_MODEL) when set, else "
+            "on the embedded local gateway (an offline echo model; the 'testing' extra)."
+        ),
+        epilog="The local gateway on its own: koine-gateway --help.",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the tour (``argv`` defaults to ``sys.argv[1:]``; it takes no options besides
+    ``--help``); returns the exit status."""
+    _parser().parse_args(argv)
     with _gateway() as config, create_koine_sync(config) as koine:
         try:
             health = koine.health()

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from koine_sdk import __version__
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -24,6 +26,11 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_wheel_in_install_section_is_this_version() -> None:
+    wheels = set(re.findall(r"koine_sdk-\S+?\.whl", README))
+    assert wheels == {f"koine_sdk-{__version__}-py3-none-any.whl"}
 
 
 def test_setup_commands_are_in_ci() -> None:

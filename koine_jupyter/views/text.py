@@ -93,7 +93,8 @@ class KoineAnswer:
         return _strip_fence(self.text)[0]
 
     def json(self) -> Any:
-        """The text parsed as JSON (a surrounding ```json fence is ignored)."""
+        """The text parsed as JSON (a Markdown code fence around it, such as one tagged json, is
+        ignored)."""
         return json.loads(_strip_fence(self.text)[0])
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:

@@ -349,8 +349,10 @@ def test_dead_replica_is_taken_out_and_its_rows_move(koine_gateway_factory: Fact
     good = create_koine_sync(base_url=a.base_url, auth_key=a.auth_key)
     dead = create_koine_sync(base_url=f"http://127.0.0.1:{dead_port()}", auth_key="k")
     try:
+        # 40 rows (2 s on the good gateway): time for the unreachable one's three probes
+        # (0.25 s, then 0.5 s apart) before the run ends.
         df = extract(
-            [f"dead {i} [[delay=0.1]]" for i in range(16)],
+            [f"dead {i} [[delay=0.1]]" for i in range(40)],
             Address,
             client=[dead, good],
             progress=False,
@@ -359,7 +361,7 @@ def test_dead_replica_is_taken_out_and_its_rows_move(koine_gateway_factory: Fact
         good.close()
         dead.close()
     assert df["error"].isna().all()
-    assert object_requests(a) == 16, df.attrs
+    assert object_requests(a) == 40, df.attrs
     gateways = df.attrs["koine"]["gateways"]
     assert gateways[0]["taken_out"] and not gateways[1]["taken_out"]
 

@@ -39,6 +39,23 @@ os.environ["KOINE_LEDGER"] = os.path.join(_LEDGER_DIR, "ledger.sqlite3")
 collect_ignore_glob = ["tests/**/*.ipynb"]
 
 
+def _user_ledger_stamp() -> float | None:
+    from platformdirs import user_cache_dir
+
+    path = os.path.join(user_cache_dir("koine", appauthor=False), "ledger.sqlite3")
+    return os.stat(path).st_mtime if os.path.exists(path) else None
+
+
+_USER_LEDGER_BEFORE = _user_ledger_stamp()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if anything in it (a subprocess, a kernel) wrote to the user's own ledger."""
+    if _user_ledger_stamp() != _USER_LEDGER_BEFORE:
+        print("\nERROR: the test run wrote to the user's ledger (~/.cache/koine): isolate it")
+        session.exitstatus = 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests (markers ``slow`` and ``browser``) run last, so the run shows progress from its
     first second."""

@@ -5,11 +5,19 @@ process's environment. Their saved outputs were made on the offline local gatewa
 plain kernel, so a run must not pick up a real gateway (KOINE_BASE_URL/KOINE_AUTH_KEY: the
 outputs would differ and it would spend tokens), a forced display mode (KOINE_DISPLAY) or an
 editor's markers that make views choose widgets (VSCODE_PID, JPY_SESSION_NAME).
+
+The ledger (koine_sdk.ledger) must never be the user's own: KOINE_LEDGER points at a fresh file
+in a temporary folder for the whole run (kernels inherit it; tests/conftest.py gives each test
+its own file on top), so recorded answers neither leak into the user's cache nor make a second
+run of the notebooks differ from the first.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 from _pytest.terminal import TerminalReporter
@@ -23,8 +31,29 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 
+_LEDGER_DIR = tempfile.mkdtemp(prefix="koine-test-ledger-")
+atexit.register(shutil.rmtree, _LEDGER_DIR, ignore_errors=True)
+os.environ["KOINE_LEDGER"] = os.path.join(_LEDGER_DIR, "ledger.sqlite3")
+
 # Notebooks under tests/ are fixtures that tests execute themselves, never nbval targets.
 collect_ignore_glob = ["tests/**/*.ipynb"]
+
+
+def _user_ledger_stamp() -> float | None:
+    from platformdirs import user_cache_dir
+
+    path = os.path.join(user_cache_dir("koine", appauthor=False), "ledger.sqlite3")
+    return os.stat(path).st_mtime if os.path.exists(path) else None
+
+
+_USER_LEDGER_BEFORE = _user_ledger_stamp()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if anything in it (a subprocess, a kernel) wrote to the user's own ledger."""
+    if _user_ledger_stamp() != _USER_LEDGER_BEFORE:
+        print("\nERROR: the test run wrote to the user's ledger (~/.cache/koine): isolate it")
+        session.exitstatus = 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

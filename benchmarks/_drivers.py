@@ -323,6 +323,12 @@ async def objects(impl: str, a: dict[str, Any]) -> dict[str, Any]:
 
 
 async def extract_rows(impl: str, a: dict[str, Any]) -> dict[str, Any]:
+    """``impl``: ``ledger`` (a fresh ledger file), ``memory`` (``ledger=False``: this process's
+    in-memory ledger), ``auto``/``storm`` (the 429 storm: ``a["concurrency"]`` above a limit the
+    gateway does not report, against the run that reads the limit from /health)."""
+    import tempfile
+    import uuid
+
     from pydantic import BaseModel
 
     from koine_jupyter import extract
@@ -332,15 +338,28 @@ async def extract_rows(impl: str, a: dict[str, Any]) -> dict[str, Any]:
         age: int
 
     n = a["n"]
-    texts = [f"Row {i}: a person described in some text" for i in range(n)]
+    tag = uuid.uuid4().hex[:8]  # fresh texts: nothing is in any ledger yet
+    texts = [f"Row {i} ({tag}): a person described in some text" for i in range(n)]
+    folder = tempfile.mkdtemp(prefix="koine-bench-")
+    ledger: Any = f"{folder}/ledger.sqlite3" if impl == "ledger" else False
+    options: dict[str, Any] = {"client": None, "progress": False, "ledger": ledger}
+    if a.get("concurrency"):
+        options["concurrency"] = a["concurrency"]
     with ours_sync(a) as k:
-        extract(texts[:5], Person, client=k, progress=False, cache=False)  # warm-up
+        options["client"] = k
+        extract([f"warm-up {tag} {i}" for i in range(5)], Person, **options)
         with Timer() as t:
-            df = await asyncio.to_thread(
-                extract, texts, Person, client=k, progress=False, cache=False
-            )
+            df = await asyncio.to_thread(extract, texts, Person, **options)
+    stats = df.attrs["koine"]
     errors = int(df["error"].notna().sum())
-    return {"wall": t.wall, "cpu": t.cpu, "rows": len(df), "errors": errors}
+    return {
+        "wall": t.wall,
+        "cpu": t.cpu,
+        "rows": len(df),
+        "errors": errors,
+        "throttled": stats["throttled"],
+        "waits_429": stats["gateways"][0]["waits_429"],
+    }
 
 
 # -- 7. memory of one long stream ----------------------------------------------------------

@@ -44,7 +44,12 @@ NAV = {
         "docs/reliability",
         "notebooks/README",
     ],
-    "API reference": ["docs/api/koine_sdk", "docs/api/testing", "docs/api/koine_jupyter"],
+    "API reference": [
+        "docs/api/koine_sdk",
+        "docs/api/ledger",
+        "docs/api/testing",
+        "docs/api/koine_jupyter",
+    ],
     "Project": ["docs/development", "docs/browser-test", "benchmarks/README", "benchmarks/RESULTS"],
 }
 

@@ -28,7 +28,7 @@ __all__ = ["KoineMagics"]
 
 ENV_BASE_URL: Final = "KOINE_BASE_URL"
 ENV_AUTH_KEY: Final = "KOINE_AUTH_KEY"
-_SUBCOMMANDS: Final = ("connect", "disconnect", "health", "sessions", "status")
+_SUBCOMMANDS: Final = ("connect", "disconnect", "health", "history", "sessions", "status")
 
 _RED = "\x1b[31m"
 _BOLD = "\x1b[1m"
@@ -423,7 +423,8 @@ class KoineMagics(Magics):
 
         Line: %koine connect URL [--key-env VAR] | %koine connect --local | --auto |
         %koine disconnect | %koine health | %koine sessions [--clear [NAME]] |
-        %koine status | %koine [options] a one-line prompt.
+        %koine status | %koine history [RUN_ID|last [failed]] |
+        %koine [options] a one-line prompt.
 
         Each cell is a fresh, stateless request unless --session NAME names a conversation
         kept in this kernel (--new starts it over). Settings: %config KoineMagics.
@@ -478,6 +479,8 @@ class KoineMagics(Magics):
             except KoineError as exc:
                 self._fail(exc)
             return _HealthReport(client.config.base_url, health)
+        if command == "history":
+            return self._history(rest)
         if command == "sessions":
             if args.clear:
                 count = self.sessions.clear(rest[0] if rest else None)
@@ -485,6 +488,18 @@ class KoineMagics(Magics):
                 return None
             return self.sessions
         return self._status()
+
+    def _history(self, rest: list[str]) -> Any:
+        """``%koine history`` (the ledger's runs, newest first), ``%koine history RUN_ID|last``
+        (that run's requests), ``%koine history RUN_ID|last failed`` (its failures only)."""
+        from .extraction import history
+
+        if len(rest) > 2 or (len(rest) == 2 and rest[1] not in ("ok", "failed")):
+            raise UsageError("usage: %koine history [RUN_ID|last [ok|failed]]")
+        try:
+            return history(rest[0] if rest else None, status=rest[1] if len(rest) > 1 else None)
+        except KoineError as exc:
+            self._fail(exc)
 
     def _connect(self, rest: list[str], args: Any) -> None:
         if args.auto:

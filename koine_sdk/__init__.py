@@ -15,6 +15,7 @@ Sync (scripts, notebooks, threads)::
 
 from ._config import KoineConfig
 from ._loop import LoopThread
+from ._partial import json_schema
 from ._streams import StreamWarning
 from ._version import __version__
 from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
@@ -55,4 +56,5 @@ __all__ = [
     "__version__",
     "create_koine",
     "create_koine_sync",
+    "json_schema",
 ]

@@ -48,7 +48,14 @@ from ._lru import Bounded
 from ._prune import FAIL, format_loc, validate_pruned
 from .errors import KoineError
 
-__all__ = ["CACHE_SIZE", "PartialParser", "adapter_for", "is_partial_model", "partial_type"]
+__all__ = [
+    "CACHE_SIZE",
+    "PartialParser",
+    "adapter_for",
+    "is_partial_model",
+    "json_schema",
+    "partial_type",
+]
 
 T = TypeVar("T")
 
@@ -455,6 +462,13 @@ def _empty_value(tp: Any) -> Any:
 
 
 _parser_cache = Bounded(CACHE_SIZE)
+
+
+def json_schema(schema: Any) -> dict[str, Any]:
+    """The JSON Schema that ``generate_object`` / ``stream_object`` send for ``schema`` (a
+    Pydantic model class, a type such as ``list[Model]``, or a JSON Schema dict): what the
+    gateway sees, and what a ledger key of such a request hashes. Do not mutate it."""
+    return parser_for(schema).json_schema()
 
 
 def parser_for(schema: Any) -> PartialParser[Any]:

@@ -3,14 +3,16 @@
     python notebooks/refresh.py [NAME.ipynb ...]
 
 Runs each notebook top to bottom on the local gateway (KOINE_* variables are removed from
-the kernel's environment), records no timing metadata, and merges consecutive stream
-outputs, so the saved notebook reads well and nbval compares it stably.
+the kernel's environment; KOINE_LEDGER points at a fresh temporary file, so the run neither
+reads nor writes the user's ledger), records no timing metadata, and merges consecutive
+stream outputs, so the saved notebook reads well and nbval compares it stably.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -24,6 +26,8 @@ def refresh(path: Path) -> None:
     saved = dict(os.environ)
     for name in [k for k in os.environ if k.startswith("KOINE_")] + ["JPY_SESSION_NAME"]:
         os.environ.pop(name, None)
+    ledger = tempfile.TemporaryDirectory(prefix="koine-refresh-")
+    os.environ["KOINE_LEDGER"] = os.path.join(ledger.name, "ledger.sqlite3")
     try:
         NotebookClient(
             nb, timeout=120, kernel_name="python3", record_timing=False,
@@ -32,6 +36,7 @@ def refresh(path: Path) -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        ledger.cleanup()
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue

@@ -4,12 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from koine_sdk import KoineClient, SyncKoineClient, create_koine, create_koine_sync
+
+
+@pytest.fixture(autouse=True)
+def _own_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test records to a ledger of its own (never the user's, never another test's)."""
+    monkeypatch.setenv("KOINE_LEDGER", str(tmp_path / "ledger.sqlite3"))
 
 
 @pytest.fixture

@@ -98,6 +98,8 @@ def user(tmp_path_factory: pytest.TempPathFactory, dist: Path) -> dict[str, Any]
         JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
         JUPYTER_DATA_DIR=str(base / "jupyter-data"),
         IPYTHONDIR=str(base / "ipython"),
+        # extract's ledger: a file of this test, never the user's cache folder.
+        KOINE_LEDGER=str(base / "ledger.sqlite3"),
     )
     (wheel,) = dist.glob("*.whl")
     _run(

@@ -19,7 +19,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOINE_")}
+    # No gateway from the environment; the ledger stays the test's own (tests/conftest.py).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOINE_") or k == "KOINE_LEDGER"}
     env.update(extra)
     return env
 

@@ -575,18 +575,19 @@ class _Handlers:
             return _error(404, "Not found")  # /health skips auth whatever the method
         s, state = self.state.settings, self.state
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        payload = {
+        payload: dict[str, Any] = {
             "status": "healthy" if s.healthy else "unhealthy",
             "claudeCli": "available" if s.healthy else "unavailable",
             "timestamp": stamp,
-            "concurrency": {
+        }
+        if s.report_concurrency:
+            payload["concurrency"] = {
                 "streaming": {"active": state.active["streaming"], "limit": s.max_streaming},
                 "nonStreaming": {
                     "active": state.active["nonStreaming"],
                     "limit": s.max_nonstreaming,
                 },
-            },
-        }
+            }
         return _json(200 if s.healthy else 503, payload)
 
     async def not_found(self, request: Request) -> Response:

@@ -46,6 +46,7 @@ class LocalGateway:
         strict_sessions: bool = True,
         healthy: bool = True,
         events_per_chunk: int = 1,
+        report_concurrency: bool = True,
     ) -> None:
         settings = GatewaySettings(
             auth_key=auth_key or GatewaySettings.new_key(),
@@ -58,6 +59,7 @@ class LocalGateway:
             strict_sessions=strict_sessions,
             healthy=healthy,
             events_per_chunk=events_per_chunk,
+            report_concurrency=report_concurrency,
         )
         self.host = host
         self._requested_port = port
@@ -80,7 +82,9 @@ class LocalGateway:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Self:
-        """Bind, serve in a background thread, and return once requests are accepted."""
+        """Bind, serve in a background thread, and return once requests are accepted. After a
+        :meth:`stop` it binds the same port again (clients keep their URL); state (settings,
+        records, counters, sessions) is kept."""
         if self._thread is not None:
             return self
         began = time.perf_counter()
@@ -90,7 +94,7 @@ class LocalGateway:
         )  # TCP: asyncio sets TCP_NODELAY
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, self._requested_port))
+            sock.bind((self.host, self._port if self._port is not None else self._requested_port))
         except OSError:
             sock.close()
             raise
@@ -158,13 +162,16 @@ class LocalGateway:
         stream, as on the real gateway); it refuses connections until :meth:`restart`."""
         return self._state.crashed
 
-    def restart(self) -> Self:
-        """Stop (if running) and start again on the same port, like restarting the real gateway
-        after a crash. Settings, queued replies, records and conversations are kept."""
+    def restart(self, downtime: float = 0.0) -> Self:
+        """Stop (connections in flight are cut), stay down ``downtime`` seconds, and start again
+        on the same port: a gateway restart as clients see it (also after a crash). Settings,
+        queued replies, records and conversations are kept."""
         self.stop()
         if self._port is not None:
             self._requested_port = self._port
         self._state.crashed = False
+        if downtime > 0:
+            time.sleep(downtime)
         return self.start()
 
     def __enter__(self) -> Self:
@@ -215,7 +222,8 @@ class LocalGateway:
     def configure(self, **changes: Any) -> GatewaySettings:
         """Change settings at runtime: ``max_streaming``, ``max_nonstreaming``,
         ``allowed_tools``, ``disallowed_tools``, ``chunk_delay``, ``first_byte_delay``,
-        ``strict_sessions``, ``healthy``, ``events_per_chunk``, ``auth_key``. Applies to
+        ``strict_sessions``, ``healthy``, ``events_per_chunk``, ``report_concurrency``,
+        ``auth_key``. Applies to
         requests that arrive after."""
         return self._state.configure(**changes)
 

@@ -26,6 +26,8 @@ class GatewaySettings:
     ``events_per_chunk`` > 1 packs that many events into one HTTP chunk (one write) when no delay
     separates them: not what the real gateway does (one chunk per event), but a proxy may, and it
     lifts the server's event rate for benchmarks that measure a client's parser.
+    ``report_concurrency=False`` leaves the ``concurrency`` block out of ``/health`` (a gateway
+    version or a proxy that does not tell its limits).
     """
 
     auth_key: str
@@ -38,6 +40,7 @@ class GatewaySettings:
     strict_sessions: bool = True
     healthy: bool = True
     events_per_chunk: int = 1
+    report_concurrency: bool = True
 
     @staticmethod
     def new_key() -> str:

@@ -97,6 +97,8 @@ def test_series_index_order_errors_and_flattening(
         "error",
         "input_tokens",
         "output_tokens",
+        "attempts",
+        "answer_from",
     ]
     ok = df["error"].isna()
     assert ok.tolist() == [True, True, False, True, True, False, True, True]
@@ -122,20 +124,32 @@ def test_series_index_order_errors_and_flattening(
     assert stats["succeeded"] == 6 and stats["failed"] == 2 and stats["requests"] == 8
 
 
-def test_list_gets_range_index_and_plain_dtypes(gw: LocalGateway, client: SyncKoineClient) -> None:
+def test_list_gets_range_index_and_dtypes_of_the_schema(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
     df = extract([f"p{i}" for i in range(5)], Person, client=client, progress=False)
     assert df.index.equals(pd.RangeIndex(5))
-    assert str(df["age"].dtype) == "int64"
-    assert str(df["input_tokens"].dtype) == "int64"
-    assert df["error"].tolist() == [None] * 5
+    # Nullable dtypes even when nothing failed: the schema decides, not the data.
+    assert str(df["age"].dtype) == "Int64"
+    assert str(df["name"].dtype) == "string"
+    assert str(df["input_tokens"].dtype) == "Int64"
+    assert df["error"].isna().all()
+    assert df["answer_from"].tolist() == ["request"] * 5
+    assert df["attempts"].tolist() == [1] * 5
     assert df["tags"].map(type).eq(list).all()
 
 
-def test_missing_texts_fail_without_requests(gw: LocalGateway, client: SyncKoineClient) -> None:
-    series = pd.Series(["a", None, float("nan"), "b"], index=[10, 20, 30, 40])
+def test_missing_and_blank_texts_fail_without_requests(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
+    series = pd.Series(
+        ["a", None, float("nan"), "b", "", "  \n\t "], index=[10, 20, 30, 40, 50, 60]
+    )
     df = extract(series, Address, client=client, progress=False)
-    assert df["error"].isna().tolist() == [True, False, False, True]
-    assert df.loc[20, "error"].startswith("INVALID_ARGUMENT: ")
+    assert df["error"].isna().tolist() == [True, False, False, True, False, False]
+    for label in (20, 30, 50, 60):
+        assert df.loc[label, "error"].startswith("INVALID_ARGUMENT: ")
+        assert pd.isna(df.loc[label, "answer_from"]) and pd.isna(df.loc[label, "input_tokens"])
     assert object_requests(gw) == 2
 
 
@@ -153,7 +167,7 @@ def test_limit_learned_from_health_is_used_and_never_exceeded(
     assert df.attrs["koine"]["gateways"][0]["limit"] == LIMIT
 
 
-def test_concurrency_argument_overrides(gw: LocalGateway, client: SyncKoineClient) -> None:
+def test_concurrency_below_the_limit_is_used(gw: LocalGateway, client: SyncKoineClient) -> None:
     df = extract(
         [f"one {i} [[delay=0.05]]" for i in range(4)],
         Address,
@@ -163,7 +177,21 @@ def test_concurrency_argument_overrides(gw: LocalGateway, client: SyncKoineClien
     )
     assert df["error"].isna().all()
     assert gw.peak["nonStreaming"] == 1
-    assert not any(r.path == "/health" for r in gw.requests)
+
+
+def test_concurrency_above_the_limit_is_capped_by_health(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
+    df = extract(
+        [f"capped {i} [[delay=0.05]]" for i in range(12)],
+        Address,
+        client=client,
+        concurrency=8,
+        progress=False,
+    )
+    assert df["error"].isna().all()
+    assert gw.peak["nonStreaming"] == LIMIT and gw.rejected == 0
+    assert df.attrs["koine"]["gateways"][0]["limit"] == LIMIT
 
 
 def test_injected_429s_are_waited_out_and_retried(
@@ -189,7 +217,9 @@ def test_injected_429s_are_waited_out_and_retried(
 def test_too_much_concurrency_backs_off_instead_of_hammering(
     gw: LocalGateway, client: SyncKoineClient
 ) -> None:
-    # Told 6 at once against a limit of 2: the gateway answers 429s, the window shrinks.
+    # Told 6 at once against a limit of 2 that /health does not tell: the gateway answers
+    # 429s, the window settles below the level that failed.
+    gw.configure(report_concurrency=False)
     texts = [f"over {i} [[delay=0.05]]" for i in range(24)]
     df = extract(texts, Address, client=client, concurrency=6, max_retry_after=0.05, progress=False)
     assert df["error"].isna().all()
@@ -217,8 +247,12 @@ def test_rerun_hits_the_cache(gw: LocalGateway, client: SyncKoineClient) -> None
     assert object_requests(gw) == 6
     second = extract(texts, Person, client=client, progress=False)
     assert object_requests(gw) == 6 + 1  # only the failed row is requested again
-    assert second.attrs["koine"]["cache_hits"] == 5
-    pd.testing.assert_frame_equal(first, second)
+    assert second.attrs["koine"]["ledger_hits"] == 5
+    fields = ["name", "age", "tags", "address.city", "address.zip", "error", "attempts"]
+    pd.testing.assert_frame_equal(first[fields], second[fields])
+    # Tokens are what this call paid: nothing for answers from the ledger.
+    assert second["answer_from"].tolist() == ["ledger"] * 5 + ["request"]
+    assert (second["input_tokens"].iloc[:5] == 0).all()
     # The cache hands out copies: editing a result does not edit the cache.
     second.loc[0, "tags"].append("edited")
     third = extract(texts[:1], Person, client=client, progress=False)
@@ -228,13 +262,36 @@ def test_rerun_hits_the_cache(gw: LocalGateway, client: SyncKoineClient) -> None
     assert object_requests(gw) == 7 + 2
     extract(texts[:2], Person, client=client, cache=False, progress=False)
     assert object_requests(gw) == 9 + 2
+    extract(texts[:2], Person, client=client, model="haiku", progress=False)
+    assert object_requests(gw) == 11 + 2
+    extract(texts[:2], Person, client=client, system="Be brief.", progress=False)
+    assert object_requests(gw) == 13 + 2
 
 
-def test_duplicate_texts_are_requested_once(gw: LocalGateway, client: SyncKoineClient) -> None:
+def test_changed_schema_is_another_request(gw: LocalGateway, client: SyncKoineClient) -> None:
+    class Person2(BaseModel):  # same name, another field: another JSON Schema
+        name: str
+        nickname: str | None
+
+    extract(["schema change"], Person, client=client, progress=False)
+    extract(["schema change"], Person2, client=client, progress=False)
+    assert object_requests(gw) == 2
+
+
+def test_duplicate_texts_are_requested_and_counted_once(
+    gw: LocalGateway, client: SyncKoineClient
+) -> None:
     df = extract(["same", "other", "same", "same"], Address, client=client, progress=False)
     assert df["error"].isna().all()
     assert object_requests(gw) == 2
     assert len(df) == 4
+    assert df["answer_from"].tolist() == ["request", "request", "duplicate", "duplicate"]
+    assert df.loc[[2, 3], "input_tokens"].tolist() == [0, 0]
+    stats = df.attrs["koine"]
+    # Every token is counted once: the columns add up to what the call spent.
+    assert df["input_tokens"].sum() == stats["input_tokens"] > 0
+    assert df["output_tokens"].sum() == stats["output_tokens"] > 0
+    assert stats["duplicates"] == 2
 
 
 # -- budget -----------------------------------------------------------------------------------
@@ -292,8 +349,10 @@ def test_dead_replica_is_taken_out_and_its_rows_move(koine_gateway_factory: Fact
     good = create_koine_sync(base_url=a.base_url, auth_key=a.auth_key)
     dead = create_koine_sync(base_url=f"http://127.0.0.1:{dead_port()}", auth_key="k")
     try:
+        # 40 rows (2 s on the good gateway): time for the unreachable one's three probes
+        # (0.25 s, then 0.5 s apart) before the run ends.
         df = extract(
-            [f"dead {i} [[delay=0.1]]" for i in range(16)],
+            [f"dead {i} [[delay=0.1]]" for i in range(40)],
             Address,
             client=[dead, good],
             progress=False,
@@ -302,7 +361,7 @@ def test_dead_replica_is_taken_out_and_its_rows_move(koine_gateway_factory: Fact
         good.close()
         dead.close()
     assert df["error"].isna().all()
-    assert object_requests(a) == 16, df.attrs
+    assert object_requests(a) == 40, df.attrs
     gateways = df.attrs["koine"]["gateways"]
     assert gateways[0]["taken_out"] and not gateways[1]["taken_out"]
 

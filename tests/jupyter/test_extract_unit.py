@@ -1,4 +1,4 @@
-"""Bulk extraction without a gateway: arguments, columns, dtypes, AIMD, cache keys, progress."""
+"""Bulk extraction without a gateway: arguments, columns, dtypes, the window, progress."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from koine_jupyter.extraction import (
-    _cache_key,  # pyright: ignore[reportPrivateUsage]
-    _columns,  # pyright: ignore[reportPrivateUsage]
-    _flatten,  # pyright: ignore[reportPrivateUsage]
-    _frame,  # pyright: ignore[reportPrivateUsage]
-    _render,  # pyright: ignore[reportPrivateUsage]
-    _Replica,  # pyright: ignore[reportPrivateUsage]
-    aextract,
-    extract,
-)
+from koine_jupyter.extraction import aextract, extract
+from koine_jupyter.extraction._columns import RowValues, columns_of, flatten, frame
+from koine_jupyter.extraction._prepare import render
+from koine_jupyter.extraction._replica import HOLD, PROBE_EVERY, Replica
 from koine_jupyter.views.progress import (
     ProgressSnapshot,
     TextProgress,
@@ -68,7 +62,7 @@ class Clash(BaseModel):
 
 
 def test_columns_flatten_nested_models() -> None:
-    cols = _columns(Person)
+    cols = columns_of(Person)
     assert [c.name for c in cols] == [
         "name",
         "age",
@@ -99,7 +93,7 @@ def test_columns_flatten_nested_models() -> None:
 
 
 def test_recursive_model_does_not_recurse_forever() -> None:
-    cols = _columns(Node)
+    cols = columns_of(Node)
     assert [c.name for c in cols] == ["label", "parent.label", "parent.parent"]
 
 
@@ -107,41 +101,56 @@ def test_flatten_reads_paths_and_missing_parents() -> None:
     p = Person(
         name="Ada", age=36, height=1.7, active=True, tags=["x"], address=Address(city="London")
     )
-    values = _flatten(p, _columns(Person))
+    values = flatten(p, columns_of(Person))
     assert values == ("Ada", 36, 1.7, True, ["x"], "London", None, None, None, "happy", Color.red)
 
 
-def test_frame_keeps_types_and_uses_nullable_dtypes_only_when_missing() -> None:
-    cols = _columns(Person)
-    row = _flatten(
+def _extras(n: int, **kw: Any) -> list[RowValues]:
+    return [RowValues(**kw) for _ in range(n)]
+
+
+def test_frame_dtypes_come_from_the_schema_only() -> None:
+    cols = columns_of(Person)
+    row = flatten(
         Person(
             name="A", age=1, height=2.0, active=False, tags=[], address=Address(city="c", zip=9)
         ),
         cols,
     )
-    full = _frame(cols, [row, row], [None, None], [(1, 2), (3, 4)], pd.RangeIndex(2))
-    assert str(full["age"].dtype) == "int64"
-    assert str(full["height"].dtype) == "float64"
-    assert str(full["active"].dtype) == "bool"
-    assert str(full["address.zip"].dtype) == "int64"
-    assert str(full["input_tokens"].dtype) == "int64"
+    full = frame(cols, [row, row], _extras(2, input_tokens=1, output_tokens=2), pd.RangeIndex(2))
+    holes = frame(cols, [row, None], [RowValues(), RowValues(error="X: y")], pd.Index(["a", "b"]))
+    empty = frame(cols, [], [], pd.RangeIndex(0))
+    failed = frame(cols, [None, None], _extras(2, error="X: y"), pd.RangeIndex(2))
+    expected = {
+        "name": "string",
+        "age": "Int64",
+        "height": "Float64",
+        "active": "boolean",
+        "tags": "object",
+        "address.zip": "Int64",
+        "mood": "string",
+        "color": "object",
+        "error": "string",
+        "input_tokens": "Int64",
+        "output_tokens": "Int64",
+        "attempts": "Int64",
+        "answer_from": "string",
+    }
+    for df in (full, holes, empty, failed):
+        assert {c: str(df[c].dtype) for c in expected} == expected
     assert full["tags"].tolist() == [[], []]
-    assert full["error"].tolist() == [None, None]
-
-    holes = _frame(cols, [row, None], [None, "X: y"], [(1, 2), None], pd.Index(["a", "b"]))
-    assert str(holes["age"].dtype) == "Int64"
-    assert str(holes["height"].dtype) == "Float64"
-    assert str(holes["active"].dtype) == "boolean"
-    assert str(holes["output_tokens"].dtype) == "Int64"
+    assert full["error"].isna().all()
     assert holes.loc["b"].isna()[["name", "age", "tags", "address.city"]].all()
     assert holes.loc["b", "error"] == "X: y"
     assert holes["work.city"].isna().all()
 
 
 def test_frame_of_no_rows_has_the_columns() -> None:
-    cols = _columns(Address)
-    df = _frame(cols, [], [], [], pd.RangeIndex(0))
-    assert list(df.columns) == ["city", "zip", "error", "input_tokens", "output_tokens"]
+    cols = columns_of(Address)
+    df = frame(cols, [], [], pd.RangeIndex(0))
+    assert list(df.columns) == [
+        "city", "zip", "error", "input_tokens", "output_tokens", "attempts", "answer_from"
+    ]  # fmt: skip
     assert len(df) == 0
 
 
@@ -190,62 +199,87 @@ def test_empty_input_gives_an_empty_frame_without_requests() -> None:
     client = create_koine(base_url="http://127.0.0.1:9", auth_key="k")
     df = extract([], Address, client=client, progress=False)
     assert len(df) == 0
-    assert list(df.columns) == ["city", "zip", "error", "input_tokens", "output_tokens"]
+    assert list(df.columns)[:3] == ["city", "zip", "error"]
+    assert str(df["zip"].dtype) == "Int64" and str(df["city"].dtype) == "string"
     assert df.attrs["koine"]["requests"] == 0
 
 
 def test_prompt_rendering() -> None:
-    assert _render("Find {text} now", "X") == "Find X now"
-    assert _render("Extract:", "X") == "Extract:\n\nX"
-    assert _render("", "X") == "X"
-    assert _render("{text} and {text} {other}", "X") == "X and X {other}"
+    assert render("Find {text} now", "X") == "Find X now"
+    assert render("Extract:", "X") == "Extract:\n\nX"
+    assert render("", "X") == "X"
+    assert render("{text} and {text} {other}", "X") == "X and X {other}"
 
 
-def test_cache_key_covers_what_shapes_the_answer() -> None:
-    base = _cache_key("p", None, "{}", None, None)
-    assert base == _cache_key("p", None, "{}", None, None)
-    assert base != _cache_key("q", None, "{}", None, None)
-    assert base != _cache_key("p", "sys", "{}", None, None)
-    assert base != _cache_key("p", None, '{"a":1}', None, None)
-    assert base != _cache_key("p", None, "{}", "haiku", None)
-    assert base != _cache_key("p", None, "{}", None, ["Read"])
+# -- the window and the outage breaker ------------------------------------------------------
 
 
-# -- AIMD ------------------------------------------------------------------------------------
+def _replica(max_outage: float = 30.0) -> Replica:
+    return Replica(create_koine(base_url="http://127.0.0.1:9", auth_key="k"), 0, max_outage)
 
 
-def test_replica_window_halves_once_per_429_burst_and_grows_back() -> None:
-    r = _Replica(create_koine(base_url="http://127.0.0.1:9", auth_key="k"), 0)
+def test_a_429_holds_the_window_below_the_level_that_failed_then_probes_slowly() -> None:
+    r = _replica()
     r.set_limit(8)
     assert r.capacity(0.0) == 8
-    r.on_throttled(10.0, 1.0)
-    assert r.window == 4.0
-    r.on_throttled(10.1, 1.0)  # same burst: no second decrease
-    assert r.window == 4.0
-    assert r.capacity(10.5) == 0  # cooling down
-    assert r.capacity(11.1) == 4
+    r.active = 6
+    r.on_throttled(10.0, level=6, wait=5.0)  # 6 in flight (itself included) was too many
+    r.active = 5
+    assert r.ceiling == 5.0 and r.window == 5.0
+    assert r.cool_until == 0.0  # ours are in flight: no timed pause, a slot of ours frees
+    r.active = 0
     for _ in range(100):
         r.on_success()
-    assert r.window == 8.0  # back to the limit, never above
-    r.on_throttled(20.0, 1.0)
-    r.on_throttled(21.5, 1.0)
-    assert r.window == 2.0
+    assert r.capacity(10.0 + HOLD - 1) == 5  # held below the failed level...
+
+    def grown(now: float) -> int:
+        r.capacity(now)
+        for _ in range(20):
+            r.on_success()
+        return r.capacity(now)
+
+    assert grown(10.0 + HOLD) == 6  # ...then one more slot...
+    assert grown(10.0 + HOLD + 1) == 6
+    assert grown(10.0 + HOLD + PROBE_EVERY) == 7  # ...per probe interval
+    assert grown(1000.0) == 8  # never above the limit
+    r.on_throttled(2000.0, level=1, wait=5.0)  # nothing of ours in flight: others hold it all
+    assert r.capacity(2004.0) == 0 and r.capacity(2005.0) == 1
+    assert r.waits_429 == 1
     r.set_limit(5, active=2)  # others use 2 slots: start at 3
-    assert r.capacity(100.0) == 3
+    assert r.capacity(3000.0) == 3
 
 
-def test_replica_is_taken_out_after_repeated_connection_failures() -> None:
-    r = _Replica(create_koine(base_url="http://127.0.0.1:9", auth_key="k"), 0)
-    r.on_connection_failure(0.0, "NETWORK_ERROR: refused")
+def test_an_outage_counts_once_and_probes_one_request_at_a_time() -> None:
+    r = _replica(max_outage=10.0)
+    r.set_limit(4)
+    r.on_success()  # it answered: later failures are an outage, not a wrong URL
+    for _ in range(4):  # four requests in flight fail together
+        r.on_connection_failure(1.0, sent_at=0.5, message="NETWORK_ERROR: reset")
+    assert r.events == 1 and r.outages == 1 and not r.dead
+    assert r.capacity(1.1) == 0  # cooling down
+    assert r.capacity(1.3) == 1  # then a single probe
+    r.active = 1
+    assert r.capacity(1.3) == 0
+    r.active = 0
+    r.on_connection_failure(1.4, sent_at=1.3, message="x")  # the probe failed: event 2
+    assert r.events == 2 and not r.dead
+    r.on_success(sent_at=1.0)  # an answer to a request older than the event proves nothing
+    assert r.in_outage and r.events == 2
+    r.on_success(sent_at=1.9)
+    assert r.events == 0 and not r.in_outage and r.capacity(5.0) == 4
+    r.on_connection_failure(20.0, sent_at=19.0, message="x")
+    r.on_connection_failure(25.0, sent_at=24.0, message="x")
     assert not r.dead
-    assert r.capacity(0.1) == 0 and r.capacity(0.25) > 0
-    r.on_success()  # an answer resets the count
-    r.on_connection_failure(1.0, "x")
-    r.on_connection_failure(2.0, "x")
-    assert not r.dead
-    r.on_connection_failure(3.0, "x")
+    r.on_connection_failure(30.0, sent_at=29.0, message="x")  # 10 s without an answer
+    assert r.dead and r.capacity(100.0) == 0
+
+
+def test_a_gateway_that_never_answered_is_taken_out_quickly() -> None:
+    r = _replica()
+    for t in (0.0, 1.0, 2.0):
+        assert not r.dead
+        r.on_connection_failure(t, sent_at=t, message="refused")
     assert r.dead
-    assert r.capacity(100.0) == 0
 
 
 # -- progress --------------------------------------------------------------------------------

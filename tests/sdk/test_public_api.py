@@ -36,10 +36,15 @@ PINNED: dict[str, list[str]] = {
         "GenerateTextResult", "HealthStatus", "KoineClient", "KoineConfig", "KoineError",
         "KoineUsage", "LoopThread", "StreamObjectResult", "StreamTextResult", "StreamWarning",
         "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult", "__version__",
-        "create_koine", "create_koine_sync",
+        "create_koine", "create_koine_sync", "json_schema",
     ],
     "koine_sdk.client": ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"],
     "koine_sdk.errors": ["ErrorCode", "KoineError"],
+    "koine_sdk.ledger": [
+        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "Ledger", "LedgerRecord", "LedgerSpec",
+        "LedgerWarning", "RequestShape", "canonical_json", "content_hash", "default_location",
+        "open_ledger", "process_ledger", "request_key", "request_keys",
+    ],
     "koine_sdk.sync": [
         "LoopThread", "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult",
         "create_koine_sync",

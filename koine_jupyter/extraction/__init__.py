@@ -1,0 +1,369 @@
+"""Bulk schema extraction: many texts → one pandas DataFrame, never paying twice.
+
+``extract(texts, schema=Model, prompt=...)`` sends one ``generate_object`` request per row and
+returns a DataFrame aligned to the input: one column per schema field (nested models flattened
+to dotted names such as ``address.city``; dtypes from the schema only), then ``error``
+(``"CODE: message"``), ``input_tokens`` / ``output_tokens`` (what this call paid for the row),
+``attempts`` and ``answer_from`` (``request``, ``duplicate`` or ``ledger``). ``aextract`` is the
+same for async code. pandas is imported only when called (it is an optional extra).
+
+Every finished request is committed to the ledger (:mod:`koine_sdk.ledger`) at once, so a
+re-run of the same call (after an error, an interrupt, a kernel restart or ``kill -9``) takes
+every answer already paid for from there and requests only the rest. ``retry_failed`` re-sends
+only the rows of a result that failed; ``history`` reads the ledger's runs and requests;
+``estimate`` measures a sample and projects the tokens of all rows. Details:
+``docs/extraction.md``.
+
+Layout: ``_columns`` (schema → columns and dtypes), ``_prepare`` (arguments → a run),
+``_run`` (the scheduler), ``_outcomes`` (a finished request: rows, ledger, window),
+``_replica`` (one gateway's window and health), ``_state`` (the
+rows), ``_estimate``, ``_clients`` (the only module that touches SDK internals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from pydantic import BaseModel
+
+from koine_sdk import KoineConfig
+from koine_sdk.ledger import LedgerSpec, open_ledger, process_ledger
+
+from ._clients import ClientLike, runner_for
+from ._estimate import Estimate
+from ._outcomes import end_sample
+from ._prepare import Call, invalid, prepare, progress_mode
+from ._run import CANCEL_GRACE, Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from koine_jupyter.views.progress import ProgressMode
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "Estimate",
+    "aextract",
+    "clear_cache",
+    "estimate",
+    "extract",
+    "history",
+    "last_result",
+    "retry_failed",
+]
+
+DEFAULT_PROMPT = "Extract the requested fields from the following text."
+"""The prompt used when none is given; the row's text is appended after a blank line."""
+
+last_result: pd.DataFrame | None = None
+"""The frame of the latest ``extract``/``aextract`` call in this process, also when the call
+was interrupted or stopped by an error (such a cell cannot hand back a value)."""
+
+OnInterrupt = Literal["return", "raise"]
+Clients = ClientLike | KoineConfig | Sequence[ClientLike | KoineConfig]
+_NOT_RETRIED = ("INVALID_ARGUMENT", "BUDGET_EXCEEDED", "INTERRUPTED", "NOT_SENT")
+_CALLS: collections.OrderedDict[str, tuple[Call, LedgerSpec]] = collections.OrderedDict()
+_CALLS_KEPT = 8
+
+
+def _call(texts: Any, schema: Any, prompt: Any, options: dict[str, Any]) -> Call:
+    return Call(texts, schema, prompt, options)
+
+
+def _remember(run: Run, call: Call, ledger: LedgerSpec) -> None:
+    global last_result
+    if run.final is None:
+        return
+    last_result = run.final
+    extract.__dict__["last_result"] = run.final
+    if run.run_id is not None:
+        _CALLS[run.run_id] = (call, ledger)
+        while len(_CALLS) > _CALLS_KEPT:
+            _CALLS.popitem(last=False)
+
+
+def _attach_view(run: Run, mode: ProgressMode) -> None:
+    from koine_jupyter.views.progress import make_progress
+
+    if mode != "none":
+        run.view = make_progress(mode, run.snapshot, preview=run.rows.preview)
+        run.announce = _announce
+
+
+def _announce(message: str) -> None:
+    print(message, flush=True)
+
+
+def _run_sync(run: Run, mode: ProgressMode, on_interrupt: str, call: Call, ledger: Any) -> Any:
+    runner = runner_for([r.client for r in run.replicas])
+    if _running_loop() is runner.loop():
+        raise invalid("extract() was called on its own loop thread; use aextract() there")
+    _attach_view(run, mode)
+    try:
+        return runner.run(run.execute())
+    except KeyboardInterrupt:
+        run.finished_event.wait(CANCEL_GRACE + 1.0)
+        if on_interrupt == "raise" or run.final is None:
+            raise
+        return run.final
+    finally:
+        _remember(run, call, ledger)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _options(**options: Any) -> dict[str, Any]:
+    return options
+
+
+def extract(
+    texts: Any,
+    schema: type[BaseModel],
+    prompt: str = DEFAULT_PROMPT,
+    *,
+    client: Clients | None = None,
+    system: str | None = None,
+    model: str | None = None,
+    allowed_tools: Sequence[str] | None = None,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+    max_retries: int = 8,
+    max_retry_after: float = 30.0,
+    max_outage: float = 30.0,
+    max_rows: int | None = None,
+    max_tokens: int | None = None,
+    sample: int = 0,
+    repairs: int = 0,
+    ledger: LedgerSpec = None,
+    cache: bool = True,
+    progress: bool | ProgressMode = True,
+    on_interrupt: OnInterrupt = "return",
+) -> pd.DataFrame:
+    """Extract ``schema`` from every text; one row of the result per text.
+
+    Args:
+        texts: a list of strings, or a pandas Series (e.g. ``df["text"]``, whose index the
+            result keeps). A missing, empty or whitespace-only text gives that row an
+            ``INVALID_ARGUMENT`` error without a request.
+        schema: a pydantic model class. Nested models become dotted columns
+            (``address.city``); lists stay Python lists.
+        prompt: the instruction; the row's text replaces ``{text}`` if the prompt has it, else
+            it is appended after a blank line.
+        client: a ``KoineClient`` or ``SyncKoineClient``, a ``KoineConfig`` (this call makes
+            the client and closes it), or a list of them (gateway replicas sharing the work).
+            Default: a client from the environment (``KOINE_BASE_URL``, ``KOINE_AUTH_KEY``).
+        system, model, allowed_tools, timeout: passed to every ``generate_object`` request.
+        concurrency: requests at once per gateway (default and cap: its ``/health`` limit;
+            2 when unknown).
+        max_retries: 429 answers tolerated per row before it fails.
+        max_retry_after: cap, in seconds, on a 429's ``Retry-After`` pause.
+        max_outage: seconds a gateway that answered before may stay unreachable (a restart)
+            before it is taken out; its rows wait meanwhile (or move to another replica).
+        max_rows: at most this many requests (ledger answers and duplicates are free).
+        max_tokens: stop sending new requests once this call spent this many tokens; with
+            ``sample``, stop before the rest when the projection is above it.
+        sample: send this many rows first (spread over the input), print the projected tokens
+            of all rows, then go on (or raise ``BUDGET_EXCEEDED`` above ``max_tokens``).
+        repairs: on an object that fails the schema, ask this many times more in the same
+            session with the validation errors (needs an SDK that supports it).
+        ledger: where answers are recorded and looked up: ``None`` (default: ``KOINE_LEDGER``,
+            else the user's cache folder), a file path, a ``koine_sdk.ledger.Ledger``, or
+            ``False`` (this process's memory only).
+        cache: use answers already in the ledger (``False``: always request, still record).
+        progress: ``True`` (a widget in a notebook with a widget manager, a display handle in
+            other kernels, a text line on stderr elsewhere; ``KOINE_DISPLAY`` applies),
+            ``False``, or one of ``"widget"``, ``"markdown"``, ``"text"``.
+        on_interrupt: on Ctrl-C / Kernel ▸ Interrupt, ``"return"`` the partial frame
+            (unfinished rows get ``INTERRUPTED``) or ``"raise"`` ``KeyboardInterrupt`` after
+            storing it in :data:`last_result`.
+
+    Returns:
+        A DataFrame with the schema's columns, ``error``, ``input_tokens``, ``output_tokens``,
+        ``attempts`` and ``answer_from``; ``df.attrs["koine"]`` holds the run's statistics.
+
+    Raises:
+        KoineError: ``INVALID_ARGUMENT``/``INVALID_CONFIG`` for unusable arguments (nothing
+            is sent); a fatal error of the gateway (``AUTH_INVALID``, ``AUTH_MISSING``,
+            ``NOT_FOUND``, ``NO_TOOLS_AVAILABLE``) at once, sending nothing more;
+            ``BUDGET_EXCEEDED`` when ``sample`` projects above ``max_tokens``. The frame so
+            far is then in ``extract.last_result`` and every answer paid for is in the ledger.
+
+    Works in scripts and inside a running event loop (a notebook cell): the requests run on a
+    private event loop thread. In async code prefer ``await aextract(...)``.
+    """
+    if on_interrupt not in ("return", "raise"):
+        raise invalid(f"on_interrupt must be 'return' or 'raise' (got {on_interrupt!r})")
+    mode = progress_mode(progress)
+    call = _call(texts, schema, prompt, _options(
+        client=client, system=system, model=model, allowed_tools=allowed_tools,
+        timeout=timeout, concurrency=concurrency, max_retries=max_retries,
+        max_retry_after=max_retry_after, max_outage=max_outage, max_rows=max_rows,
+        max_tokens=max_tokens, repairs=repairs, cache=cache,
+    ))  # fmt: skip
+    check_sample(sample)
+    run = prepare(call, ledger=ledger, sample=sample)
+    return _run_sync(run, mode, on_interrupt, call, ledger)
+
+
+async def aextract(
+    texts: Any,
+    schema: type[BaseModel],
+    prompt: str = DEFAULT_PROMPT,
+    *,
+    client: Clients | None = None,
+    system: str | None = None,
+    model: str | None = None,
+    allowed_tools: Sequence[str] | None = None,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+    max_retries: int = 8,
+    max_retry_after: float = 30.0,
+    max_outage: float = 30.0,
+    max_rows: int | None = None,
+    max_tokens: int | None = None,
+    sample: int = 0,
+    repairs: int = 0,
+    ledger: LedgerSpec = None,
+    cache: bool = True,
+    progress: bool | ProgressMode = True,
+) -> pd.DataFrame:
+    """The async twin of :func:`extract` (same arguments, without ``on_interrupt``).
+
+    Cancelling it cancels the requests in flight and re-raises ``CancelledError``; the partial
+    frame (unfinished rows: ``INTERRUPTED``) is then in :data:`last_result`.
+    """
+    mode = progress_mode(progress)
+    call = _call(texts, schema, prompt, _options(
+        client=client, system=system, model=model, allowed_tools=allowed_tools,
+        timeout=timeout, concurrency=concurrency, max_retries=max_retries,
+        max_retry_after=max_retry_after, max_outage=max_outage, max_rows=max_rows,
+        max_tokens=max_tokens, repairs=repairs, cache=cache,
+    ))  # fmt: skip
+    check_sample(sample)
+    run = prepare(call, ledger=ledger, sample=sample)
+    _attach_view(run, mode)
+    try:
+        return await run.execute()
+    finally:
+        _remember(run, call, ledger)
+
+
+def check_sample(sample: Any) -> None:
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+        raise invalid(f"sample must be a whole number >= 0 (got {sample!r})")
+
+
+def estimate(
+    texts: Any,
+    schema: type[BaseModel],
+    prompt: str = DEFAULT_PROMPT,
+    *,
+    sample: int = 10,
+    ledger: LedgerSpec = None,
+    progress: bool | ProgressMode = False,
+    **options: Any,
+) -> Estimate:
+    """Send ``sample`` rows (spread over the input) and project the tokens of all rows.
+
+    Takes the arguments of :func:`extract`. The sampled answers go to the ledger, so the
+    extract that follows does not pay for them again; rows already answered in the ledger are
+    not counted as still to send (and, when nothing new needs sending, their recorded usage
+    is the measure). ``print(estimate(...))`` reads well; the numbers are attributes."""
+    check_sample(sample)
+    if sample < 1:
+        raise invalid("sample must be at least 1 for an estimate")
+    defaults = _options(
+        client=None, system=None, model=None, allowed_tools=None, timeout=None,
+        concurrency=None, max_retries=8, max_retry_after=30.0, max_outage=30.0,
+        max_rows=None, max_tokens=None, repairs=0, cache=True,
+    )  # fmt: skip
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise invalid(f"estimate() got unknown argument(s) {unknown}")
+    call = _call(texts, schema, prompt, {**defaults, **options})
+    run = prepare(call, ledger=ledger, sample=sample, stop_after_sample=True)
+    run.limits = run.limits.__class__(
+        run.limits.max_retries, run.limits.max_retry_after, None, None
+    )  # the sample is what is asked for: no budget applies to it
+    _run_sync(run, progress_mode(progress), "raise", call, ledger)
+    if run.estimate is None:  # nothing to sample: every row answered or invalid
+        end_sample(run)
+    assert run.estimate is not None
+    return run.estimate
+
+
+def retry_failed(
+    result: pd.DataFrame | None = None,
+    *,
+    progress: bool | ProgressMode = True,
+    on_interrupt: OnInterrupt = "return",
+) -> pd.DataFrame:
+    """Re-send only the rows of ``result`` (default: :data:`last_result`) that failed, with
+    the arguments of the call that made it; return the whole frame, those rows replaced.
+
+    Rows that never got a request (``BUDGET_EXCEEDED``, ``INTERRUPTED``, ``NOT_SENT``,
+    ``INVALID_ARGUMENT``) keep their error: re-run the call itself to send them. Rows that
+    succeeded come from the ledger (``answer_from == "ledger"``). Works for the last
+    calls of this process (their arguments are kept in memory, not in the ledger)."""
+    frame = result if result is not None else last_result
+    if frame is None:
+        raise invalid("retry_failed() needs the frame of an extract call (none ran yet)")
+    run_id = frame.attrs.get("koine", {}).get("run_id")
+    known = _CALLS.get(run_id) if isinstance(run_id, str) else None
+    if known is None:
+        raise invalid(
+            "retry_failed() does not know the call that made this frame (only the last "
+            f"{_CALLS_KEPT} calls of this process are kept); run extract(...) again instead"
+        )
+    call, ledger = known
+    errors: list[Any] = cast(Any, frame)["error"].tolist()
+
+    def failed(pos: int) -> bool:
+        error = errors[pos]
+        return isinstance(error, str) and error.split(":", 1)[0] not in _NOT_RETRIED
+
+    def carried(pos: int) -> str | None:
+        error = errors[pos]
+        return error if isinstance(error, str) else None
+
+    call = Call(call.texts, call.schema, call.prompt, {**call.options, "cache": True})
+    run = prepare(call, ledger=ledger, only=failed, carried=carried)
+    return _run_sync(run, progress_mode(progress), on_interrupt, call, ledger)
+
+
+def history(
+    run_id: str | None = None,
+    *,
+    ledger: LedgerSpec = None,
+    status: str | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """The ledger as a DataFrame: its runs (newest first), or with ``run_id`` (``"last"`` for
+    the latest run) the requests of that run (prompt, answer, status, error, tokens,
+    attempts, timings; ``status="failed"`` for the failures only)."""
+    book = open_ledger(ledger, fallback=False)
+    if run_id is None:
+        return book.runs(limit=limit)
+    if run_id == "last":
+        runs = book.runs(limit=1)
+        if runs.empty:
+            return book.rows(run_id="", status=status, limit=limit)
+        run_id = str(runs.index[0])
+    return book.rows(run_id, status=status, limit=limit)
+
+
+def clear_cache() -> None:
+    """Forget the answers kept in this process's memory (``ledger=False`` calls). The ledger
+    file is left alone: ``koine_sdk.ledger.open_ledger().clear()`` empties it."""
+    process_ledger().clear()
+
+
+extract.__dict__["last_result"] = None

@@ -1,0 +1,254 @@
+"""From the arguments of ``extract`` to a ready :class:`Run`: checks (nothing is sent when an
+argument is unusable), the rows and their prompts, the gateways, and the ledger's answers."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import BaseModel, ValidationError
+
+from koine_sdk import KoineClient, KoineConfig, KoineError, SyncKoineClient, create_koine
+from koine_sdk.ledger import LedgerSpec, LedgerWarning, RequestShape, open_ledger, process_ledger
+
+from ._clients import ClientLike, make_client, wire_schema
+from ._columns import flatten, schema_columns
+from ._replica import Replica
+from ._run import Limits, Request, Run
+from ._state import FROM_LEDGER, Rows, Unit
+
+if TYPE_CHECKING:
+    from koine_jupyter.views.progress import ProgressMode
+
+__all__ = ["ENDPOINT", "Call", "invalid", "prepare", "progress_mode", "render"]
+
+ENDPOINT = "/generate-object"
+
+
+def invalid(message: str) -> KoineError:
+    return KoineError(message, "INVALID_ARGUMENT")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """The arguments of one extract call, checked (kept for ``retry_failed``)."""
+
+    texts: Any
+    schema: type[BaseModel]
+    prompt: str
+    options: dict[str, Any]
+
+
+def check_count(name: str, value: Any, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise invalid(f"{name} must be a whole number >= {minimum} (got {value!r})")
+
+
+def check_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value >= 0):
+        raise invalid(f"{name} must be a number of seconds >= 0 (got {value!r})")
+    return float(value)
+
+
+def progress_mode(progress: Any) -> ProgressMode:
+    if progress is True:
+        return "auto"
+    if progress is False or progress is None:
+        return "none"
+    if progress in ("auto", "widget", "markdown", "text", "none"):
+        return progress
+    raise invalid(
+        f"progress must be True, False, 'widget', 'markdown' or 'text' (got {progress!r})"
+    )
+
+
+def texts_of(texts: Any) -> tuple[list[str | None], Any]:
+    """The texts as a list (``None`` for a missing value) and the index of the result."""
+    if isinstance(texts, str | bytes):
+        raise invalid("texts must be a list of strings or a pandas Series, not one string")
+    import pandas as pd
+
+    if isinstance(texts, pd.DataFrame):
+        raise invalid("texts must be one column (a Series, e.g. df['text']), not a whole DataFrame")
+    if isinstance(texts, pd.Series):
+        raw: list[Any] = texts.tolist()
+        index: Any = texts.index
+    elif isinstance(texts, list | tuple):
+        raw = list(cast(Sequence[Any], texts))
+        index = pd.RangeIndex(len(raw))
+    else:
+        raise invalid(
+            f"texts must be a list of strings or a pandas Series (got {type(texts).__name__})"
+        )
+    out: list[str | None] = []
+    for value in raw:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+            out.append(None)
+        elif isinstance(value, str):
+            out.append(value)
+        else:
+            out.append(str(value))
+    return out, index
+
+
+def render(prompt: str, text: str) -> str:
+    if "{text}" in prompt:
+        return prompt.replace("{text}", text)
+    return f"{prompt}\n\n{text}" if prompt else text
+
+
+def clients_of(client: Any) -> tuple[list[ClientLike], list[KoineClient]]:
+    """The gateways' clients, and those this call made (and must close)."""
+    if client is None:
+        made = create_koine()
+        return [made], [made]
+    items: list[Any] = (
+        list(cast(Sequence[Any], client)) if isinstance(client, list | tuple) else [client]
+    )
+    if not items:
+        raise invalid("client=[] names no gateway")
+    out: list[ClientLike] = []
+    own: list[KoineClient] = []
+    for item in items:
+        if isinstance(item, KoineClient | SyncKoineClient):
+            out.append(item)
+        elif isinstance(item, KoineConfig):
+            made = make_client(item)
+            out.append(made)
+            own.append(made)
+        else:
+            raise invalid(
+                "client must be a KoineClient, a SyncKoineClient, a KoineConfig or a list of "
+                f"them (got {type(item).__name__})"
+            )
+    return out, own
+
+
+def _body(
+    schema: type[BaseModel], system: str | None, model: str | None, tools: Sequence[str] | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"schema": wire_schema(schema)}
+    if system is not None:
+        body["system"] = system
+    if model is not None:
+        body["model"] = model
+    if tools is not None:
+        body["allowedTools"] = list(tools)
+    return body
+
+
+def _from_ledger(schema: type[BaseModel], answer: str | None) -> BaseModel | None:
+    if answer is None:
+        return None
+    try:
+        return schema.model_validate_json(answer)
+    except ValidationError:
+        return None  # recorded under an older version of the model's validators: ask again
+
+
+def prepare(
+    call: Call,
+    *,
+    ledger: LedgerSpec,
+    only: Callable[[int], bool] | None = None,
+    carried: Callable[[int], str | None] | None = None,
+    sample: int = 0,
+    stop_after_sample: bool = False,
+) -> Run:
+    """Check ``call`` and build its :class:`Run` (nothing is sent yet).
+
+    ``only(pos)``: send only these rows (others are answered from the ledger, else keep the
+    error ``carried(pos)``)."""
+    o = call.options
+    schema, prompt = call.schema, call.prompt
+    columns, _ = schema_columns(schema)
+    if not isinstance(prompt, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise invalid(f"prompt must be a string (got {type(prompt).__name__})")
+    for name in ("concurrency",):
+        check_count(name, o["concurrency"], 1)
+    for name in ("max_retries", "max_rows", "max_tokens", "repairs"):
+        check_count(name, o[name], 0)
+    max_retry_after = check_seconds("max_retry_after", o["max_retry_after"])
+    max_outage = check_seconds("max_outage", o["max_outage"])
+    texts, index = texts_of(call.texts)
+    book = open_ledger(ledger)
+    clients, own = clients_of(o["client"])
+    tools = tuple(o["allowed_tools"]) if o["allowed_tools"] is not None else None
+    model = o["model"] if o["model"] is not None else clients[0].config.model
+    shape = RequestShape.of(ENDPOINT, _body(schema, o["system"], model, tools))
+    rows = Rows(len(texts), index, columns)
+    wanted: dict[int, str] = {}
+    prompts: dict[int, str] = {}
+    for pos, text in enumerate(texts):
+        if text is None:
+            rows.finish(pos, error="INVALID_ARGUMENT: this row has no text (missing)")
+        elif not text.strip():
+            rows.finish(pos, error="INVALID_ARGUMENT: this row's text is empty")
+        else:
+            prompts[pos] = rendered = render(prompt, text)
+            wanted[pos] = shape.key(rendered)
+    hits = {}
+    if o["cache"]:
+        try:
+            hits = book.lookup(wanted.values())
+        except KoineError as exc:
+            warnings.warn(f"{exc.message}; no earlier answers used", LedgerWarning, stacklevel=3)
+            book = process_ledger()
+    units: dict[str, Unit] = {}
+    ledger_usage: list[tuple[int, int]] = []
+    for pos, key in wanted.items():
+        hit = hits.get(key)
+        obj = _from_ledger(schema, hit.answer) if hit is not None and hit.ok else None
+        if hit is not None and obj is not None:
+            rows.finish(
+                pos,
+                values=flatten(obj, columns),
+                tokens=(0, 0),
+                attempts=hit.attempts,
+                answer_from=FROM_LEDGER,
+            )
+            ledger_usage.append((hit.input_tokens, hit.output_tokens))
+            continue
+        if only is not None and not only(pos):
+            rows.finish(pos, error=(carried(pos) if carried else None) or "NOT_SENT: not retried")
+            continue
+        unit = units.get(key)
+        if unit is None:
+            units[key] = Unit(prompts[pos], key, [pos])
+        else:
+            unit.positions.append(pos)
+    params = {
+        "prompt": prompt,
+        "schema": schema.__name__,
+        "schema_hash": shape.schema_hash,
+        "model": model,
+        "system_hash": shape.system_hash,
+        "allowed_tools": list(tools) if tools is not None else None,
+        "endpoint": ENDPOINT,
+    }
+    try:
+        run_id: str | None = book.start_run("extract", rows=len(texts), params=params)
+    except KoineError as exc:
+        warnings.warn(f"{exc.message}; this run is kept in this process only", LedgerWarning, 3)
+        book = process_ledger()
+        run_id = book.start_run("extract", rows=len(texts), params=params)
+    return Run(
+        rows=rows,
+        units=list(units.values()),
+        request=Request(schema, o["system"], o["model"], tools, o["timeout"], o["repairs"]),
+        shape=shape,
+        replicas=[Replica(c, i, max_outage) for i, c in enumerate(clients)],
+        own_clients=own,
+        concurrency=o["concurrency"],
+        limits=Limits(o["max_retries"], max_retry_after, o["max_rows"], o["max_tokens"]),
+        ledger=book,
+        run_id=run_id,
+        sample=sample,
+        stop_after_sample=stop_after_sample,
+        ledger_usage=ledger_usage,
+    )

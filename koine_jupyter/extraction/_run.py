@@ -1,0 +1,428 @@
+"""One extraction run: the scheduler that sends the queued requests to the gateways, writes each
+finished request to the ledger, and fills the rows.
+
+It runs on one event loop. ``execute`` returns the frame; it raises (after the frame is built
+and kept in ``final``) on a fatal error, a projection above the budget, or an interrupt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from koine_sdk import KoineError
+from koine_sdk.ledger import Ledger, RequestShape
+
+from ._clients import KoineClient, call_on_home, generate_object
+from ._estimate import Estimate
+from ._outcomes import describe, end_sample, handle, is_connection_trouble
+from ._replica import Replica
+from ._state import Rows, Unit
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from koine_jupyter.views.progress import ProgressSnapshot, ProgressView
+
+__all__ = ["Limits", "Request", "Run"]
+
+HEALTH_TIMEOUT = 5.0
+CANCEL_GRACE = 5.0  # seconds an interrupted run waits for its requests to close
+POLL = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    schema: type[BaseModel]
+    system: str | None
+    model: str | None
+    allowed_tools: tuple[str, ...] | None
+    timeout: float | None
+    repairs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_retries: int
+    max_retry_after: float
+    max_rows: int | None
+    max_tokens: int | None
+
+
+class Run:
+    """The state of one extraction and the scheduler that drives it."""
+
+    def __init__(
+        self,
+        *,
+        rows: Rows,
+        units: Sequence[Unit],
+        request: Request,
+        shape: RequestShape,
+        replicas: list[Replica],
+        own_clients: list[KoineClient],
+        concurrency: int | None,
+        limits: Limits,
+        ledger: Ledger,
+        run_id: str | None,
+        sample: int = 0,
+        stop_after_sample: bool = False,
+        ledger_usage: Sequence[tuple[int, int]] = (),
+    ) -> None:
+        self.rows = rows
+        self.request = request
+        self.shape = shape
+        self.replicas = replicas
+        self.own_clients = own_clients
+        self.concurrency = concurrency
+        self.limits = limits
+        self.ledger = ledger
+        self.run_id = run_id
+        self.requests = 0
+        self.throttled = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.budget_hit: str | None = None
+        self.interrupted = False
+        self.fatal: KoineError | None = None
+        self.stop_error: KoineError | None = None
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.queue: collections.deque[Unit] = collections.deque()
+        self.later: list[Unit] = []
+        self.inflight: dict[asyncio.Task[Any], tuple[Unit, Replica]] = {}
+        self.crash: BaseException | None = None
+        self.wake: asyncio.Event | None = None
+        self.view: ProgressView | None = None
+        self.final: pd.DataFrame | None = None
+        self.finished_event = threading.Event()
+        self.ledger_warned = False
+        self.estimate: Estimate | None = None
+        self.stop_after_sample = stop_after_sample
+        self.announce: Callable[[str], None] | None = None
+        self.sample_usage: list[tuple[int, int]] = []
+        self.sample_seconds: list[float] = []
+        self.ledger_usage = list(ledger_usage)
+        self.total_units = len(units)
+        if sample > 0 and units:
+            step = len(units) / min(sample, len(units))
+            picked = {int(i * step) for i in range(min(sample, len(units)))}
+            self.queue.extend(u for i, u in enumerate(units) if i in picked)
+            self.later = [u for i, u in enumerate(units) if i not in picked]
+            self.sampling = True
+        else:
+            self.queue.extend(units)
+            self.sampling = False
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def snapshot(self) -> ProgressSnapshot:
+        from koine_jupyter.views.progress import ProgressSnapshot
+
+        live = [r for r in self.replicas if not r.dead]
+        now = time.monotonic()
+        note: str | None = None
+        if self.budget_hit:
+            note = "budget reached"
+        elif self.sampling:
+            note = "estimating from a sample"
+        elif any(r.cool_until > now and r.cooling_for_429 for r in live):
+            note = "gateway busy (429): backing off"
+        elif any(r.in_outage for r in live):
+            note = "gateway unreachable: retrying"
+        rows = self.rows
+        return ProgressSnapshot(
+            total=rows.n,
+            done=rows.done,
+            failed=rows.failed,
+            cached=rows.from_ledger,
+            in_flight=len(self.inflight),
+            requested=rows.requested,
+            elapsed=(self.ended or now) - self.started,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            concurrency=sum(max(1, int(min(r.window, r.ceiling))) for r in live),
+            limit=sum(r.limit for r in live) or sum(r.limit for r in self.replicas),
+            replicas_alive=len(live),
+            replicas=len(self.replicas),
+            note=note,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        rows = self.rows
+        return {
+            "rows": rows.n,
+            "succeeded": rows.done,
+            "failed": rows.failed,
+            "ledger_hits": rows.from_ledger,
+            "cache_hits": rows.from_ledger,  # the name of earlier versions
+            "duplicates": rows.duplicates,
+            "requests": self.requests,
+            "throttled": self.throttled,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "elapsed": round((self.ended or time.monotonic()) - self.started, 3),
+            "interrupted": self.interrupted,
+            "budget_exceeded": self.budget_hit,
+            "estimate": self.estimate.as_dict() if self.estimate else None,
+            "run_id": self.run_id,
+            "ledger": str(self.ledger.path) if self.ledger.path else ":memory:",
+            "gateways": [r.stats() for r in self.replicas],
+        }
+
+    def frame(self) -> pd.DataFrame:
+        df = self.rows.frame()
+        df.attrs["koine"] = self.stats()
+        return df
+
+    # -- the ledger -------------------------------------------------------------------------
+
+    # -- the scheduler ----------------------------------------------------------------------
+
+    async def execute(self) -> pd.DataFrame:
+        """Run every queued row; return the frame (kept in ``final`` also when raising)."""
+        self.wake = asyncio.Event()
+        self.started = time.monotonic()
+        message: str | None = None
+        status = "done"
+        try:
+            try:
+                if self.queue:
+                    await self._learn_limits()
+                await self._loop()
+                if self.fatal is not None:
+                    await self._cancel_inflight()
+                    status = "failed"
+                    left = self.rows.unfinished()
+                    self.rows.finish_all(left, f"NOT_SENT: the run stopped on {self.fatal.code}")
+                    message = f"Stopped: {describe(self.fatal)}"
+                elif self.stop_error is not None:
+                    status = "stopped"
+                    message = f"Stopped: {self.stop_error.message}"
+            except BaseException as exc:
+                await self._cancel_inflight()
+                status = "failed"
+                if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                    status = "interrupted"
+                    self.interrupted = True
+                    left = self.rows.remaining
+                    self.rows.finish_all(
+                        self.rows.unfinished(), "INTERRUPTED: the extraction was interrupted"
+                    )
+                    message = (
+                        f"Interrupted: {self.rows.done} of {self.rows.n} rows done, {left} "
+                        "unfinished (error INTERRUPTED). The partial frame is in "
+                        "koine_jupyter.extract.last_result."
+                    )
+                raise
+            finally:
+                self.ended = time.monotonic()
+                for client in self.own_clients:
+                    try:
+                        await client.aclose()
+                    except Exception:
+                        pass
+                df = self.frame()
+                self.final = df
+                if self.run_id is not None:
+                    try:
+                        self.ledger.finish_run(self.run_id, status=status, stats=self.stats())
+                    except KoineError:
+                        pass
+                if message is None and self.budget_hit:
+                    message = f"Stopped: {self.budget_hit}."
+                if self.view is not None:
+                    try:
+                        self.view.finish(message)
+                    except Exception:
+                        pass
+        finally:
+            self.finished_event.set()
+        if self.fatal is not None:
+            raise KoineError(
+                f"extract stopped: {self.fatal.message} ({self.rows.done} rows done; nothing "
+                "more was sent; the frame is in koine_jupyter.extract.last_result)",
+                self.fatal.code,
+                self.fatal.raw_text,
+                status=self.fatal.status,
+            )
+        if self.stop_error is not None:
+            raise self.stop_error
+        return df
+
+    async def _learn_limits(self) -> None:
+        """Each gateway's limit from ``/health``; ``concurrency=`` is capped by it."""
+
+        async def learn(r: Replica) -> None:
+            if self.concurrency is not None:
+                r.set_limit(self.concurrency)
+            try:
+                health = await call_on_home(r.client, lambda c: c.health(timeout=HEALTH_TIMEOUT))
+            except KoineError as exc:
+                if is_connection_trouble(exc):
+                    r.on_connection_failure(time.monotonic(), 0.0, describe(exc))
+                return
+            except Exception:
+                return
+            r.answered = True
+            if health.concurrency is not None:
+                slots = health.concurrency.non_streaming
+                limit = slots.limit
+                if self.concurrency is not None:
+                    limit = min(limit, self.concurrency)
+                r.set_limit(limit, slots.active)
+
+        await asyncio.gather(*(learn(r) for r in self.replicas))
+
+    def _budget_left(self) -> bool:
+        limits = self.limits
+        if limits.max_rows is not None and self.requests >= limits.max_rows:
+            self.budget_hit = f"max_rows={limits.max_rows} requests sent"
+            return False
+        spent = self.input_tokens + self.output_tokens
+        if limits.max_tokens is not None and spent >= limits.max_tokens:
+            self.budget_hit = f"max_tokens={limits.max_tokens} reached ({spent} tokens spent)"
+            return False
+        return True
+
+    def _pick(self, unit: Unit, now: float) -> Replica | None:
+        best: Replica | None = None
+        best_score: tuple[int, int] = (0, 0)
+        for r in self.replicas:
+            free = r.capacity(now)
+            if free <= 0:
+                continue
+            score = (0 if r.number in unit.avoid else 1, free)
+            if best is None or score > best_score:
+                best, best_score = r, score
+        return best
+
+    def _dispatch(self) -> None:
+        if self.fatal is not None:
+            return
+        now = time.monotonic()
+        while self.queue:
+            unit = self.queue[0]
+            if not unit.counted and not self._budget_left():
+                self._fail_queue_budget()
+                continue
+            replica = self._pick(unit, now)
+            if replica is None:
+                return
+            self.queue.popleft()
+            if not unit.counted:
+                unit.counted = True
+                self.requests += 1
+            if unit.started is None:
+                unit.started = time.time()
+            unit.sent_at = now
+            replica.active += 1
+            replica.sent += 1
+            task = asyncio.get_running_loop().create_task(self._attempt(unit, replica))
+            self.inflight[task] = (unit, replica)
+
+    def _fail_queue_budget(self) -> None:
+        # Retries of rows already counted keep their place; only new rows are refused.
+        keep: collections.deque[Unit] = collections.deque()
+        for unit in [*self.queue, *self.later]:
+            if unit.counted:
+                keep.append(unit)
+            else:
+                self.rows.finish_all(unit.positions, f"BUDGET_EXCEEDED: {self.budget_hit}")
+        self.queue, self.later = keep, []
+
+    async def _attempt(self, unit: Unit, replica: Replica) -> None:
+        req = self.request
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = await generate_object(
+                replica.client,
+                prompt=unit.prompt,
+                schema=req.schema,
+                system=req.system,
+                model=req.model,
+                allowed_tools=req.allowed_tools,
+                timeout=req.timeout,
+                repairs=req.repairs,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        task = asyncio.current_task()
+        assert task is not None and self.wake is not None
+        # Handle the outcome and start the next request right here, in this task: waking the
+        # scheduler first would leave the slot idle for a loop iteration per row.
+        try:
+            level = replica.active
+            self.inflight.pop(task, None)
+            replica.active -= 1
+            handle(self, unit, replica, level, result, error)
+            self._dispatch()
+            if self.view is not None:
+                self.view.poke()
+        except BaseException as exc:  # a bug: hand it to the scheduler, never lose it
+            self.crash = exc
+            self.wake.set()
+            return
+        if not self.inflight or error is not None:
+            self.wake.set()  # the scheduler decides: the end, or a timer for a cooldown
+
+    def _next_wake(self) -> float | None:
+        now = time.monotonic()
+        waits = [r.cool_until - now for r in self.replicas if not r.dead and r.cool_until > now]
+        return max(0.0, min(waits)) if waits else None
+
+    async def _loop(self) -> None:
+        wake = self.wake
+        assert wake is not None
+        while True:
+            self._dispatch()
+            if self.view is not None:
+                self.view.poke()
+            if self.fatal is not None or self.stop_error is not None:
+                return
+            if not self.queue and not self.inflight:
+                if self.sampling:
+                    end_sample(self)
+                    if self.stop_after_sample or self.stop_error is not None:
+                        return
+                    continue
+                return
+            if self.queue and not self.inflight and all(r.dead for r in self.replicas):
+                reason = "; ".join(
+                    f"{r.base_url}: {r.last_error}" for r in self.replicas if r.last_error
+                )
+                error = f"NETWORK_ERROR: every gateway failed ({reason})"
+                for unit in [*self.queue, *self.later]:
+                    self.rows.finish_all(unit.positions, error)
+                self.queue.clear()
+                self.later = []
+                continue
+            timeout = self._next_wake() if self.queue else None
+            if timeout is None and not self.inflight:
+                timeout = POLL  # never wait for nothing (defensive: should not happen)
+            wake.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
+            except TimeoutError:
+                pass
+            if self.crash is not None:
+                raise self.crash
+
+    async def _cancel_inflight(self) -> None:
+        tasks = list(self.inflight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        self.inflight.clear()

@@ -1,0 +1,420 @@
+"""The ledger's storage: one SQLite file in WAL mode, one connection per thread (and process),
+one row written and committed as each request finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Generator, Iterable, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KoineError
+from ._key import RequestShape
+from ._location import MEMORY
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Ledger", "LedgerRecord"]
+
+SCHEMA_VERSION = 1
+_LOOKUP_BATCH = 500  # keys per SELECT (SQLite allows 32,766 parameters; small batches stay fast)
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, content TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started REAL NOT NULL,
+    ended REAL,
+    rows INTEGER,
+    params TEXT,
+    stats TEXT,
+    host TEXT,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    run_id TEXT,
+    endpoint TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    system_hash TEXT,
+    schema_hash TEXT,
+    model TEXT,
+    allowed_tools TEXT,
+    session_in TEXT,
+    status TEXT NOT NULL,
+    error_code TEXT,
+    error_message TEXT,
+    answer TEXT,
+    raw_text TEXT,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    session_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    started REAL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS requests_by_key ON requests (key);
+CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
+"""
+
+_RECORD_COLUMNS = (
+    "key, run_id, endpoint, status, answer, raw_text, error_code, error_message, "
+    "input_tokens, output_tokens, session_id, attempts, started, finished, id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """One finished request as the ledger holds it.
+
+    ``status`` is ``"ok"`` (``answer`` holds the object as JSON for ``/generate-object`` and
+    the text for ``/generate-text``; ``raw_text`` the model's JSON text) or ``"failed"``
+    (``error_code``/``error_message``). Tokens are those paid for the request (all attempts).
+    Times are Unix seconds."""
+
+    key: str
+    run_id: str | None
+    endpoint: str
+    status: str
+    answer: str | None
+    raw_text: str | None
+    error_code: str | None
+    error_message: str | None
+    input_tokens: int
+    output_tokens: int
+    session_id: str | None
+    attempts: int
+    started: float | None
+    finished: float | None
+    id: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _error(message: str, exc: BaseException | None = None) -> KoineError:
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    return KoineError(message + detail, "LEDGER_ERROR")
+
+
+class Ledger:
+    """A durable record of requests and their answers: cache, checkpoint and log at once.
+
+    ``Ledger(path)`` opens (or creates) the SQLite file at ``path``; ``Ledger(":memory:")``
+    keeps one in this process only. Safe to share between threads; several processes may
+    write one file at once (SQLite's WAL mode on a local disk; not on a network filesystem).
+    Prompts and answers are stored in plain text.
+
+    Raises ``KoineError("LEDGER_ERROR")`` when the file cannot be opened or written (a
+    directory that cannot be created, a file that is not a ledger, a lock held too long).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self.in_memory = str(path) == MEMORY
+        self.path: Path | None = None if self.in_memory else Path(path).expanduser()
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._connections: list[sqlite3.Connection] = []
+        self._shared: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._known_blobs: set[str] = set()
+        self._closed = False
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _error(f"cannot create the ledger's folder {self.path.parent}", exc) from None
+        self._connect()  # open now: a bad file fails here, before any request is sent
+
+    def __repr__(self) -> str:
+        return f"Ledger({MEMORY if self.path is None else str(self.path)!r})"
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        where = MEMORY if self.path is None else str(self.path)
+        try:
+            conn = sqlite3.connect(
+                where,
+                timeout=self.timeout,
+                isolation_level=None,  # autocommit: each write is its own committed transaction
+                check_same_thread=self.path is not None,
+            )
+        except sqlite3.Error as exc:
+            raise _error(f"cannot open the ledger {where}", exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            self._prepare(conn)
+        except (sqlite3.Error, ValueError) as exc:
+            conn.close()
+            raise _error(
+                f"the ledger {where} cannot be used (corrupt, locked, or not a ledger; move it "
+                "away, or choose another file with KOINE_LEDGER or ledger=)",
+                exc,
+            ) from None
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, the tables, the format check. Connections opening a new file at the same
+        moment can be refused with "database is locked" without SQLite's busy handler being
+        asked (switching to WAL, the first schema write): retried here until ``timeout``."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                self._prepare_once(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                message = str(exc).lower()
+                if ("locked" not in message and "busy" not in message) or (
+                    time.monotonic() + delay > deadline
+                ):
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def _prepare_once(self, conn: sqlite3.Connection) -> None:
+        if self.path is not None:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is needed")
+            # WAL + NORMAL: a commit survives a crash or kill -9 of this process (it may be
+            # lost only with the machine, on power loss), at a fraction of FULL's cost.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "blobs", "runs", "requests"} <= have:
+            conn.executescript(_TABLES)
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"it was written by a newer koine-sdk (ledger format {row[0]})"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise _error("the ledger is closed")
+        if self.path is None:
+            if self._shared is None:
+                self._shared = self._open()
+            return self._shared
+        if os.getpid() != self._pid:  # a forked child: never use the parent's connections
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _db(self, what: str) -> Generator[sqlite3.Connection]:
+        with self._lock if self.path is None else nullcontext():
+            conn = self._connect()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise _error(f"cannot {what} in the ledger {self}", exc) from None
+
+    def close(self) -> None:
+        """Close every connection this object opened (in this process)."""
+        with self._lock:
+            self._closed = True
+            conns, self._connections = self._connections, []
+            if self._shared is not None:
+                conns.append(self._shared)
+                self._shared = None
+        if os.getpid() != self._pid:
+            return
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, kind: str, *, rows: int | None = None, params: Mapping[str, Any]) -> str:
+        """Record the start of a run (``kind``: ``"extract"``, ...); returns its id."""
+        run_id = uuid.uuid4().hex[:16]
+        with self._db("start a run") as db:
+            db.execute(
+                "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    kind,
+                    time.time(),
+                    rows,
+                    _dumps(params),
+                    socket.gethostname(),
+                    os.getpid(),
+                ),
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, *, status: str, stats: Mapping[str, Any]) -> None:
+        """Record how a run ended (``status``: ``"done"``, ``"interrupted"``, ``"failed"``...)."""
+        with self._db("finish a run") as db:
+            db.execute(
+                "UPDATE runs SET status = ?, ended = ?, stats = ? WHERE run_id = ?",
+                (status, time.time(), _dumps(stats), run_id),
+            )
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _blob(self, db: sqlite3.Connection, digest: str | None, content: str | None) -> None:
+        if digest is None or content is None or digest in self._known_blobs:
+            return
+        db.execute("INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)", (digest, content))
+        self._known_blobs.add(digest)
+
+    def record(
+        self,
+        shape: RequestShape,
+        prompt: str,
+        *,
+        status: str,
+        key: str | None = None,
+        run_id: str | None = None,
+        answer: str | None = None,
+        raw_text: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        session_id: str | None = None,
+        attempts: int = 1,
+        started: float | None = None,
+        finished: float | None = None,
+    ) -> None:
+        """Write (and commit) one finished request. ``shape`` is the rest of its body
+        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``."""
+        if status not in ("ok", "failed"):
+            raise ValueError(f"status must be 'ok' or 'failed' (got {status!r})")
+        tools = json.dumps(list(shape.allowed_tools)) if shape.allowed_tools is not None else None
+        with self._db("record a request") as db:
+            self._blob(db, shape.schema_hash, shape.schema_json)
+            self._blob(db, shape.system_hash, shape.system)
+            db.execute(
+                "INSERT INTO requests (key, run_id, endpoint, prompt, system_hash, schema_hash, "
+                "model, allowed_tools, session_in, status, error_code, error_message, answer, "
+                "raw_text, input_tokens, output_tokens, session_id, attempts, started, finished) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key if key is not None else shape.key(prompt),
+                    run_id,
+                    shape.path,
+                    prompt,
+                    shape.system_hash,
+                    shape.schema_hash,
+                    shape.model,
+                    tools,
+                    shape.session_id,
+                    status,
+                    error_code,
+                    error_message,
+                    answer,
+                    raw_text,
+                    input_tokens,
+                    output_tokens,
+                    session_id,
+                    attempts,
+                    started,
+                    finished if finished is not None else time.time(),
+                ),
+            )
+
+    def record_request(self, path: str, body: Mapping[str, Any], **outcome: Any) -> None:
+        """:meth:`record` for one request given as its wire body (``prompt`` included)."""
+        self.record(RequestShape.of(path, body), str(body["prompt"]), **outcome)
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, LedgerRecord]:
+        """The best record of each key that has one: its latest success, else its latest
+        failure."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, LedgerRecord] = {}
+        with self._db("look up answers") as db:
+            for start in range(0, len(wanted), _LOOKUP_BATCH):
+                batch = wanted[start : start + _LOOKUP_BATCH]
+                marks = ",".join("?" * len(batch))
+                rows = db.execute(
+                    f"SELECT {_RECORD_COLUMNS} FROM requests WHERE key IN ({marks}) ORDER BY id",
+                    batch,
+                ).fetchall()
+                for row in rows:
+                    rec = LedgerRecord(*row)
+                    old = found.get(rec.key)
+                    if old is None or rec.ok or not old.ok:
+                        found[rec.key] = rec
+        return found
+
+    def get(self, key: str) -> LedgerRecord | None:
+        """The best record of one key (see :meth:`lookup`), or ``None``."""
+        return self.lookup([key]).get(key)
+
+    def clear(self) -> None:
+        """Forget every request and run (the next calls pay again for every answer)."""
+        with self._db("clear") as db:
+            db.execute("DELETE FROM requests")
+            db.execute("DELETE FROM runs")
+            db.execute("DELETE FROM blobs")
+        self._known_blobs.clear()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL query on the ledger's tables (``runs``, ``requests``,
+        ``blobs``)."""
+        with self._db("read") as db:
+            return db.execute(sql, tuple(params)).fetchall()
+
+    def runs(self, *, limit: int | None = None) -> pd.DataFrame:
+        """The runs, newest first, as a DataFrame (needs pandas)."""
+        from ._frames import runs_frame
+
+        return runs_frame(self, limit=limit)
+
+    def rows(
+        self, run_id: str | None = None, *, status: str | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
+        """The recorded requests (all, or those of ``run_id``; ``status="ok"``/``"failed"``),
+        oldest first, as a DataFrame: prompt, system, answer, status, error, tokens, attempts,
+        timings (needs pandas)."""
+        from ._frames import rows_frame
+
+        return rows_frame(self, run_id=run_id, status=status, limit=limit)
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))

@@ -14,19 +14,12 @@ from typing import Any
 
 import nbformat
 import pytest
+from _kernels import kernel_env
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 
 FIXTURES = Path(__file__).parent / "notebooks_fixtures"
-
-
-def kernel_env(gateway: Any, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("JPY_SESSION_NAME", "KOINE_DISPLAY", "VSCODE_PID"):
-        env.pop(name, None)
-    env.update(KOINE_BASE_URL=gateway.base_url, KOINE_AUTH_KEY=gateway.auth_key, **extra)
-    return env
 
 
 class Kernel:

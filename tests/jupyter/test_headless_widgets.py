@@ -38,14 +38,14 @@ class TimedClient(NotebookClient):
 
 def _prompt(i: int) -> str:
     paragraphs = "\n\n".join(f"Cell {i}, paragraph {p}: " + "word " * 12 for p in range(8))
-    return f"%%koine --out a{i}\n[[chunks=60]] [[slow=0.004]] {paragraphs}"
+    return f"%%koine --out a{i}\n[[chunks=60]] [[slow=0.004]] {{who}}: {paragraphs}"
 
 
 def test_widget_mode_cells_finish_promptly_with_their_answers(
     koine_gateway_server: Any, tmp_path: Path
 ) -> None:
     nb = nbformat.v4.new_notebook()
-    cells = ["%load_ext koine_jupyter\n%config KoineMagics.display = 'widget'"]
+    cells = ["%load_ext koine_jupyter\n%config KoineMagics.display = 'widget'\nwho = 'nbclient'"]
     cells += [_prompt(i) for i in range(CELLS)]
     cells.append("print(sum(len(str(globals()[f'a{i}'])) for i in range(20)))")
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
@@ -76,7 +76,8 @@ def test_widget_mode_cells_finish_promptly_with_their_answers(
         results = [o for o in cell.outputs if o.output_type == "execute_result"]
         assert len(results) == 1, (i, [o.output_type for o in cell.outputs])
         answer = results[0].data["text/markdown"]
-        assert answer.startswith(f"Echo: Cell {i}, paragraph 0") and "paragraph 7" in answer
+        assert answer.startswith(f"Echo: nbclient: Cell {i}, paragraph 0")
+        assert "paragraph 7" in answer
         # the live view: one widget display whose saved form is the constant placeholder
         (live,) = [o for o in cell.outputs if o.output_type == "display_data"]
         assert live.data["text/plain"] == ""
@@ -86,3 +87,11 @@ def test_widget_mode_cells_finish_promptly_with_their_answers(
     outputs = [m["state"] for m in state.values() if m["model_name"] == "OutputModel"]
     assert outputs and all(not s.get("msg_id") for s in outputs)
     assert not any(o.get("output_type") == "execute_result" for s in outputs for o in s["outputs"])
+    # the final status line of each view stays, and says (on hover) what was filled in
+    statuses = [
+        m["state"]["value"]
+        for m in state.values()
+        if m["model_name"] == "HTMLModel" and "✓" in m["state"].get("value", "")
+    ]
+    assert len(statuses) == CELLS
+    assert all('title="filled {who}"' in value for value in statuses), statuses[0]

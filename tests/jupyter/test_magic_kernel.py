@@ -28,9 +28,15 @@ class Kernel:
         self.kc = kc
 
     def run(
-        self, code: str, timeout: float = 30, interrupt_after: float | None = None
+        self,
+        code: str,
+        timeout: float = 30,
+        interrupt_after: float | None = None,
+        when_drawn: bool = True,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Execute ``code``; return its iopub messages (with arrival times) and the reply."""
+        """Execute ``code``; return its iopub messages (with arrival times) and the reply.
+        ``interrupt_after``: seconds, then Ctrl-C (once a live update was drawn, if
+        ``when_drawn``)."""
         msg_id = self.kc.execute(code)
         msgs: list[dict[str, Any]] = []
         start = time.monotonic()
@@ -46,7 +52,7 @@ class Kernel:
                 interrupt_after is not None
                 and not interrupted
                 and now - start >= interrupt_after
-                and any(m["msg_type"] == "update_display_data" for m in msgs)
+                and (not when_drawn or any(m["msg_type"] == "update_display_data" for m in msgs))
             ):
                 self.km.interrupt_kernel()
                 interrupted = True
@@ -158,6 +164,30 @@ def test_interrupt_keeps_what_arrived(kernel: Kernel) -> None:
     msgs, ok = kernel.run("%%koine\nnext")
     assert ok["content"]["status"] == "ok"
     assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "Echo: next"
+
+
+def test_interrupting_a_request_without_stream_is_one_line(kernel: Kernel) -> None:
+    msgs, reply = kernel.run(
+        "%koine --no-stream --out cut [[delay=10]] hello", interrupt_after=0.5, when_drawn=False
+    )
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    (error,) = of_type(msgs, "error")
+    assert len(error["content"]["traceback"]) == 1, error["content"]["traceback"]
+    assert "before its answer arrived" in error["content"]["traceback"][0]
+    _, ok = kernel.run("assert cut.interrupted and cut.text == '' and not cut.complete")
+    assert ok["content"]["status"] == "ok"
+
+
+def test_the_answer_carries_its_provenance_as_metadata(kernel: Kernel) -> None:
+    _, reply = kernel.run("topic = 'SSE'")
+    msgs, reply = kernel.run("%%koine --session prov\nAbout {topic}")
+    assert reply["content"]["status"] == "ok"
+    (result,) = of_type(msgs, "execute_result")
+    assert result["content"]["data"]["text/markdown"] == "Echo: About SSE"
+    meta = result["content"]["metadata"]["koine"]
+    assert meta["source"] == "live" and meta["session"] == "prov" and meta["model"] is None
+    assert meta["references"] == ["topic"]
+    assert meta["tokens"]["total"] == meta["tokens"]["input"] + meta["tokens"]["output"] > 0
 
 
 def test_schema_fields_appear_before_the_end(kernel: Kernel) -> None:

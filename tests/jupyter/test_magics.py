@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 from pydantic import BaseModel
 
 from koine_jupyter.views import KoineAnswer
-
-
-@pytest.fixture
-def ip(koine_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.setenv("KOINE_BASE_URL", koine_gateway.base_url)
-    monkeypatch.setenv("KOINE_AUTH_KEY", koine_gateway.auth_key)
-    monkeypatch.delenv("KOINE_DISPLAY", raising=False)
-    start_ipython()  # once per process; later calls return None
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "koine_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "koine_jupyter")
-    shell.config.pop("KoineMagics", None)
-    for name in ("answer", "r", "df", "City", "Recipe", "topic", "data"):
-        shell.user_ns.pop(name, None)
 
 
 def run(ip: InteractiveShell, cell: str) -> Any:

@@ -128,6 +128,55 @@ def test_throttle_bounds_updates_under_a_fast_stream(kernel: Kernel) -> None:
     assert check["content"]["status"] == "ok"
 
 
+_DRAWING = (
+    "display_data",
+    "update_display_data",
+    "execute_result",
+    "clear_output",
+    "stream",
+    "comm_open",
+    "comm_msg",
+    "comm_close",
+)
+
+
+def _long_markdown(size: int) -> str:
+    """About ``size`` characters of Markdown: paragraphs, lists and a long code block."""
+    blocks: list[str] = []
+    i = 0
+    while sum(len(b) + 2 for b in blocks) < size:
+        i += 1
+        if i % 40 == 0:
+            code = "\n".join(f"    total += item_{j} * {j}" for j in range(60))
+            blocks.append(f"```python\ndef step_{i}(items):\n{code}\n```")
+        elif i % 5 == 0:
+            blocks.append("\n".join(f"- point {i}.{j}: a short item of a list" for j in range(6)))
+        else:
+            blocks.append(f"Paragraph {i}. " + "Events stream text into the notebook. " * 12)
+    return "\n\n".join(blocks)
+
+
+@pytest.mark.parametrize("mode", ["widget", "markdown", "text"])
+def test_a_long_answer_costs_a_small_multiple_of_its_size(
+    kernel: Kernel, koine_gateway_server: Any, mode: str
+) -> None:
+    """A 200 KB answer in 2,000 pieces over ~2 s, counted over iopub: each block is sent about
+    once, whatever the mode (the whole text on each update costs 12x the answer for this
+    stream, more for slower ones)."""
+    text = _long_markdown(200_000)
+    step = len(text) // 2000 + 1
+    koine_gateway_server.script_text(
+        [text[i : i + step] for i in range(0, len(text), step)], chunk_delay=0.001
+    )
+    msgs, reply = kernel.run(f"%%koine --display {mode} --out long\nanything", timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    sent = sum(len(json.dumps(m["content"])) for m in msgs if m["msg_type"] in _DRAWING)
+    print(f"{mode}: {sent:,} bytes over iopub for a {len(text):,}-character answer")
+    assert sent <= 3 * len(text), (mode, sent / len(text))
+    _, ok = kernel.run(f"assert long.text == {text!r}")
+    assert ok["content"]["status"] == "ok"
+
+
 def test_error_is_short_and_keeps_the_traceback_for_tb(kernel: Kernel) -> None:
     msgs, reply = kernel.run("%%koine\n[[fail]] hello")
     assert reply["content"]["status"] == "error"

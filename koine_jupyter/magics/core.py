@@ -201,3 +201,9 @@ class KoineMagics(Magics):
                 f"{exc} (usage: {cmd.usage}; to send these words as a prompt: %koine -- {rest})"
             ) from None
         return cmd.run(self, args)
+
+
+# ``%koine?`` shows the magic's docstring: the options and subcommands follow it, generated
+# from the same declarations as ``%koine --help``.
+_koine: Any = KoineMagics.koine
+_koine.__doc__ = f"{_koine.__doc__}\n{help_text()}"

@@ -273,8 +273,9 @@ class WidgetSurface(Surface):
 
     Finished blocks go out as ordinary display messages captured by an ``Output`` widget (the
     frontend appends them: only the new part crosses the wire); the growing tail and the status
-    line share one ``HTML`` widget, re-sent at each update. With ``bar=True`` a progress bar
-    and the status line come first, in a row. An update costs at most two messages.
+    line share one ``HTML`` widget, re-sent at each update. With ``bar=True`` (a progress view:
+    no blocks, no ``Output``) a progress bar and the status line come first, in a row, and the
+    tail below. An update costs at most two messages.
 
     The capture starts with the first finished block and always ends (``msg_id`` reset) before
     the view ends: a capture left open would swallow the cell's later outputs — the answer —
@@ -289,15 +290,17 @@ class WidgetSurface(Surface):
         import ipywidgets as widgets
 
         layout = widgets.Layout()  # one layout model for the widgets, not one each
-        self._out: Any = widgets.Output(layout=layout)
         self._live: Any = widgets.HTML("", layout=layout, _dom_classes=("jp-RenderedHTMLCommon",))
+        self._out: Any = None  # the finished blocks (a progress view has none)
         self.bar: Any = None
         self.label: Any = None
-        children: list[Any] = [self._out, self._live]
         if bar:
             self.bar = widgets.IntProgress(value=0, min=0, max=1, bar_style="info")
             self.label = widgets.HTML("")
-            children.insert(0, widgets.HBox([self.bar, self.label]))
+            children: list[Any] = [widgets.HBox([self.bar, self.label]), self._live]
+        else:
+            self._out = widgets.Output(layout=layout)
+            children = [self._out, self._live]
         self._box: Any = widgets.VBox(children=children, layout=layout)
         self._sent_blocks = 0
         self._capturing = False
@@ -337,7 +340,7 @@ class WidgetSurface(Surface):
             status = _status_html(frame.status, frame.hint)
             self._set(self._live, _LIVE_WRAP.format(tail_html) + status)
         new = frame.done[self._sent_blocks :]
-        if new:
+        if new and self._out is not None:
             if not self._capturing:
                 # From here on this cell's display messages are captured by the Output widget
                 # (the frontend starts capturing when msg_id changes: not at creation).
@@ -362,7 +365,7 @@ class WidgetSurface(Surface):
         else:
             self._box.children = [self._live]
             self._set(self._live, _status_html(status, self._hint))
-        self._out.close()
+            self._out.close()
 
 
 def make_surface(mode: Mode, *, bar: bool = False, status: TextIO | None = None) -> Surface:

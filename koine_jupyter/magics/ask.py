@@ -3,9 +3,10 @@ and its answer becomes the cell's value.
 
 The flow is cut where a record/replay switch slots in: :func:`prepare` turns options and prompt
 into a :class:`Request` (references filled, schema resolved, session resumed); a *source*
-answers it — today the connection's sync client; a ledger-backed replay source would answer
-here instead, through the same four calls (``generate_text``, ``stream_text``,
-``generate_object``, ``stream_object``), and mark its answers ``source="replay"``; then
+answers it — today the connection's sync client (:meth:`~.connection.Connection.source`); a
+ledger-backed replay source would answer there instead, through the same four calls
+(``generate_text``, ``stream_text``, ``generate_object``, ``stream_object``), and mark its
+answers ``source="replay"``; then
 :func:`deliver` records the session, fills ``--out`` and decides what the cell shows. A text
 answer carries its provenance (model, tokens, session, source, filled references) in its
 output's metadata (:meth:`~koine_jupyter.KoineAnswer.provenance`).
@@ -254,8 +255,8 @@ def ask(magics: KoineMagics, opts: AskOptions, prompt: str) -> Any:
     """Send ``prompt`` with ``opts``; return the cell's value."""
     p = prepare(magics, opts, prompt)
     try:
-        client = magics.connection.client()
+        source = magics.connection.source()
     except KoineError as exc:
         magics.fail(exc)
-    outcome = (_ask_object if p.schema is not None else _ask_text)(magics, client, p)
+    outcome = (_ask_object if p.schema is not None else _ask_text)(magics, source, p)
     return deliver(magics, p, outcome)

@@ -162,6 +162,11 @@ class Connection:
             self._client_key = settings
         return self._client
 
+    def source(self) -> SyncKoineClient:
+        """What answers the magic's requests: the client. (The seam of a record/replay switch:
+        a ledger-backed source with the same four calls would be returned here instead.)"""
+        return self.client()
+
     def reset(self) -> None:
         """Close the client (the settings changed: the next request makes a new one)."""
         client, self._client, self._client_key = self._client, None, None

@@ -219,3 +219,35 @@ def test_the_status_line_names_the_filled_references(ip: InteractiveShell) -> No
     assert any("filled {topic}; kept {nope} (not defined)" in text for text in live), live
     assert result.result.references == ("topic",)
     assert result.result.provenance()["references"] == ["topic"]
+
+
+def test_a_new_subcommand_is_one_handler_and_one_dataclass(
+    ip: InteractiveShell, koine_gateway: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataclasses import dataclass
+
+    from koine_jupyter.magics.args import flag, word
+    from koine_jupyter.magics.commands import COMMANDS, command
+
+    @dataclass(frozen=True, slots=True)
+    class PingArgs:
+        name: str | None = word("Who to ping.", metavar="NAME")
+        loud: bool = flag("Shout.")
+
+    calls: list[PingArgs] = []
+
+    @command("ping", PingArgs, "answer pong", "%koine ping [NAME] [--loud]")
+    def _ping(magics: Any, args: PingArgs) -> str:
+        calls.append(args)
+        return "PONG" if args.loud else "pong"
+
+    try:
+        assert ip.run_line_magic("koine", "ping") == "pong"
+        assert ip.run_line_magic("koine", "ping bob --loud") == "PONG"
+        assert calls[-1] == PingArgs(name="bob", loud=True)
+        ip.run_line_magic("koine", "ping pong is a table sport")  # too many words: a prompt
+        assert _sent(koine_gateway) == ["ping pong is a table sport"]
+        ip.run_line_magic("koine", "--help")
+        assert "%koine ping [NAME] [--loud]" in capsys.readouterr().out
+    finally:
+        COMMANDS.pop("ping")

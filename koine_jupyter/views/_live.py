@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 
-from ._frontend import Mode, choose_mode, normalize_choice
+from ._frontend import Mode, choose_mode, has_kernel, normalize_choice
 from ._surfaces import Frame, Surface, make_surface
 
 __all__ = ["TICK_INTERVAL", "Clock", "LiveView", "ViewState", "stop_stream"]
@@ -61,8 +61,8 @@ class LiveView(ABC):
         label: what the status line says first (e.g. the model and session name).
         status: show the status line at all.
         note: a remark for the status line, after the label (e.g. which ``{references}`` of
-            the prompt were filled): cut short there, whole on hover where the surface can; a
-            text surface, which draws no live status line, prints it once on stderr.
+            the prompt were filled): cut short there, whole on hover where the surface can; in
+            a terminal, which draws no live status line, it is printed once on stderr.
     """
 
     def __init__(
@@ -134,7 +134,9 @@ class LiveView(ABC):
         self.surface = make_surface(choose_mode(self.display))
         # ``rate`` budgets frontend messages: a surface whose update costs two runs half as often.
         self._throttle = Throttle(self._render, rate=self.rate / self.surface.messages_per_update)
-        if self.note and self.show_status and self.surface.mode == "text":
+        if self.note and self.show_status and self.surface.mode == "text" and not has_kernel():
+            # a terminal draws no live status line: the note is one line on stderr instead
+            # (in a notebook, stderr would look like an error)
             sys.stderr.write(f"[{self.note}]\n")
             sys.stderr.flush()
 

@@ -209,6 +209,16 @@ def test_schema_results_print_once_in_a_terminal(
     assert isinstance(ip.user_ns["_"], Recipe)
 
 
+def test_a_terminal_prints_the_filled_references_once(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.user_ns["topic"] = "SSE"
+    assert ip.run_cell("%%koine\nAbout {topic}, `{topic}` and ${topic}").success
+    captured = capsys.readouterr()
+    assert captured.err.count("[filled {topic}]") == 1
+    assert "Echo: About SSE, `{topic}` and ${topic}" in captured.out
+
+
 def test_the_status_line_names_the_filled_references(ip: InteractiveShell) -> None:
     ip.user_ns["topic"] = "SSE"
     ip.run_line_magic("config", "KoineMagics.display = 'markdown'")

@@ -5,12 +5,19 @@ A reference is a name followed by attribute accesses and integer or quoted-strin
 Nothing is evaluated: names are looked up in the namespace, attributes with ``getattr``
 (dunder attributes are refused), subscripts with ``[]``.
 
-Anything else between braces — JSON, code, LaTeX, a name that is not defined — stays exactly as
-written, so pasting ``{"a": 1}`` or ``\\frac{a}{b}`` into a prompt never fails. ``{{`` is an
+Only prose is filled. Code is sent exactly as written: a Markdown fenced code block (from its
+opening fence line to its closing one, or to the end) and an inline code span (a run of
+backticks to the next run of the same length, within a paragraph) — so a pasted
+``print(f"row {i}")`` or ``{{ template }}`` keeps its braces. A ``${...}`` (JavaScript template
+literals, shell, CI expressions such as ``${{ matrix.os }}``) is never filled either.
+
+In prose, anything else between braces — JSON, LaTeX, a name that is not defined — stays exactly
+as written, so pasting ``{"a": 1}`` or ``\\frac{a}{b}`` into a prompt never fails. ``{{`` is an
 escape for a literal ``{`` and the ``}}`` that closes it for ``}`` (a ``}}`` with no ``{{`` before
 it, as at the end of nested JSON, stays as written). A brace group that directly follows a LaTeX
 command (``\\frac{x}``), ``^``, another brace group (``{a}{b}``) or a one-letter subscript
-(``x_{i}``) is treated as LaTeX and kept.
+(``x_{i}``) is treated as LaTeX and kept. Code splits the prose into pieces filled one by one:
+an escape or a brace group never spans a code span.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-__all__ = ["Interpolation", "interpolate", "lookup", "render_value"]
+__all__ = ["Interpolation", "code_regions", "interpolate", "lookup", "render_value"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_BACKTICKS = re.compile(r"`+")
 _INT = re.compile(r"-?[0-9]+")
 _LATEX_BEFORE = re.compile(r"(?:\\[A-Za-z]+\*?|\\[A-Za-z]+_|(?<![A-Za-z0-9_])[A-Za-z0-9]_)$")
 
@@ -155,17 +164,107 @@ def _latex_context(template: str, start: int) -> bool:
     return _LATEX_BEFORE.search(template, 0, start) is not None
 
 
-def interpolate(template: str, namespace: Mapping[str, Any]) -> Interpolation:
-    """Fill the ``{references}`` of ``template`` from ``namespace`` (see the module docstring)."""
+def _fence_regions(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(fenced code blocks, paragraphs outside them) of ``text``, as ``(start, end)``."""
+    fences: list[tuple[int, int]] = []
+    paragraphs: list[tuple[int, int]] = []
+    fence: str | None = None
+    block_start = para_start = 0
+    pos = 0
+    n = len(text)
+    while pos < n:
+        end = text.find("\n", pos)
+        end = n if end < 0 else end + 1
+        line = text[pos:end].rstrip("\r\n")
+        m = _FENCE.match(line)
+        if fence is not None:
+            if (
+                m is not None
+                and m.group(1)[0] == fence[0]
+                and len(m.group(1)) >= len(fence)
+                and not m.group(2).strip()
+            ):
+                fences.append((block_start, end))
+                fence = None
+                para_start = end
+        elif m is not None and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+            paragraphs.append((para_start, pos))
+            fence, block_start = m.group(1), pos
+        elif not line.strip():
+            paragraphs.append((para_start, pos))
+            para_start = end
+        pos = end
+    if fence is not None:
+        fences.append((block_start, n))  # an unclosed fence runs to the end
+    else:
+        paragraphs.append((para_start, n))
+    return fences, [(a, b) for a, b in paragraphs if a < b]
+
+
+def _span_regions(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The inline code spans in ``text[start:end]`` (one paragraph)."""
+    spans: list[tuple[int, int]] = []
+    pos = start
+    while True:
+        m = _BACKTICKS.search(text, pos, end)
+        if m is None:
+            return spans
+        if m.start() > 0 and text[m.start() - 1] == "\\" and m.end() - m.start() == 1:
+            pos = m.end()  # an escaped backtick is literal
+            continue
+        run = m.group()
+        close = m.end()
+        while True:
+            c = _BACKTICKS.search(text, close, end)
+            if c is None or c.group() == run:
+                break
+            close = c.end()
+        if c is None:
+            pos = m.end()  # no closing run: the backticks are literal
+            continue
+        spans.append((m.start(), c.end()))
+        pos = c.end()
+
+
+def code_regions(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` holds code, as sorted ``(start, end)`` pairs: fenced code blocks and
+    inline code spans (see the module docstring)."""
+    fences, paragraphs = _fence_regions(text)
+    regions = list(fences)
+    for start, end in paragraphs:
+        regions.extend(_span_regions(text, start, end))
+    return sorted(regions)
+
+
+def _dollar_group(template: str, i: int) -> int:
+    """The end of the ``{...}`` group opened at ``i`` (after a ``$``), braces balanced; or
+    ``i + 1`` when it does not close."""
+    depth = 0
+    for j in range(i, len(template)):
+        ch = template[j]
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return i + 1
+
+
+def _fill(template: str, namespace: Mapping[str, Any], result: Interpolation) -> str:
+    """Fill the references of one piece of prose."""
     out: list[str] = []
-    resolved: list[str] = []
-    unresolved: list[str] = []
     escaped_open = 0  # ``{{`` seen whose ``}}`` is still to come
     i = 0
     n = len(template)
     while i < n:
         ch = template[i]
         if ch == "{":
+            if i > 0 and template[i - 1] == "$":
+                end = _dollar_group(template, i)  # ${...}: never filled, kept whole
+                out.append(template[i:end])
+                i = end
+                continue
             if template.startswith("{{", i):
                 out.append("{")
                 escaped_open += 1
@@ -181,11 +280,11 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> Interpolation:
             try:
                 value = _resolve(parsed[0], parsed[1], namespace)
             except _Missing:
-                unresolved.append(inner)
+                result.unresolved.append(inner)
                 out.append(template[i : close + 1])
             else:
                 out.append(render_value(value))
-                resolved.append(inner)
+                result.resolved.append(inner)
             i = close + 1
         elif ch == "}":
             # ``}}`` closes an earlier ``{{``; elsewhere (the end of nested JSON) it is kept.
@@ -202,4 +301,19 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> Interpolation:
             )
             out.append(template[i:nxt])
             i = nxt
-    return Interpolation("".join(out), resolved, unresolved)
+    return "".join(out)
+
+
+def interpolate(template: str, namespace: Mapping[str, Any]) -> Interpolation:
+    """Fill the ``{references}`` in the prose of ``template`` from ``namespace`` (see the
+    module docstring); code is kept as written."""
+    result = Interpolation("")
+    out: list[str] = []
+    pos = 0
+    for start, end in code_regions(template):
+        out.append(_fill(template[pos:start], namespace, result))
+        out.append(template[start:end])
+        pos = end
+    out.append(_fill(template[pos:], namespace, result))
+    result.text = "".join(out)
+    return result

@@ -76,6 +76,14 @@ class SessionStore:
         self._records[name] = record
         return record
 
+    def only(self, name: str) -> SessionStore:
+        """A store holding just the session ``name`` (empty if there is none), to show it."""
+        store = SessionStore()
+        record = self._records.get(name)
+        if record is not None:
+            store._records[name] = record
+        return store
+
     def clear(self, name: str | None = None) -> int:
         """Forget one session (or all); returns how many were forgotten."""
         if name is None:

@@ -2,8 +2,9 @@
 
 ``show_stream(stream)`` draws any sync SDK stream while it runs and returns its result; the
 views themselves (:class:`TextView`, :class:`ObjectView`, :class:`FrameView`) can be used
-directly. Where to draw (widgets, a display handle, or plain text) is chosen once, in
-:mod:`._frontend`.
+directly. Where to draw (widgets, display handles, or plain text) is chosen once, in
+:mod:`._frontend`; the three ways of drawing are in :mod:`._surfaces`, the lifecycle every view
+shares in :mod:`._live`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any, overload
 
 from koine_sdk import SyncStreamObjectResult, SyncStreamTextResult
 
-from ._frontend import DISPLAY_CHOICES, ENV_DISPLAY, LiveView, Mode, choose_mode
+from ._frontend import DISPLAY_CHOICES, ENV_DISPLAY, Mode, choose_mode
+from ._live import LiveView
 from .frame import FrameView, flatten_record, to_dataframe
 from .object import ObjectView, object_html
 from .text import FORMATS, AnswerFormat, KoineAnswer, TextView

@@ -1,10 +1,12 @@
 """Markdown for live views: an incremental block splitter and a Markdown → HTML renderer.
 
 :class:`BlockSplitter` cuts a growing Markdown text into blocks at blank lines outside code
-fences. A block, once finished, never changes, so a widget view renders it once and only
-re-sends the growing last block. :func:`to_html` renders Markdown with code blocks highlighted
-by Pygments (inline styles: no stylesheet needed in a widget); raw HTML in the model's answer is
-escaped, never interpreted. Both libraries are imported on first use.
+fences, and cuts a block that grows past ``max_block`` characters inside a code fence at a line
+end (the piece is closed, the rest reopened with the same fence line). A block, once finished,
+never changes, so a live view sends it once and only re-sends the growing last block, which
+stays short. :func:`to_html` renders Markdown with code blocks highlighted by Pygments (inline
+styles: no stylesheet needed in a widget); raw HTML in the model's answer is escaped, never
+interpreted. Both libraries are imported on first use.
 """
 
 from __future__ import annotations
@@ -13,29 +15,57 @@ import html
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-__all__ = ["BlockSplitter", "close_open_fence", "text_to_html", "to_html"]
+__all__ = ["Block", "BlockSplitter", "close_open_fence", "text_to_html", "to_html"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+class Block(NamedTuple):
+    """A finished piece of the text. ``text`` is the slice of the answer; ``opener`` the fence
+    line it continues inside (after a cut) and ``closer`` the fence it ends inside (before a
+    cut), so :attr:`markdown` renders on its own."""
+
+    text: str
+    opener: str | None = None
+    closer: str | None = None
+
+    @property
+    def markdown(self) -> str:
+        head = f"{self.opener}\n" if self.opener is not None else ""
+        return head + close_open_fence(self.text, self.closer)
 
 
 class BlockSplitter:
     """Splits appended text into finished blocks and the growing tail.
 
-    ``feed(delta)`` returns the blocks finished by this delta (each ends with its blank line
-    separator, so ``"".join(all finished) + tail == text``). A block ends at a blank line that is
-    not inside a fenced code block.
+    ``feed(delta)`` returns the blocks finished by this delta; ``"".join(b.text for b in all
+    finished) + tail == text`` always holds. A block ends at a blank line that is not inside a
+    fenced code block; with ``max_block``, a fenced block that grows past that many characters
+    is also cut after its last complete line.
     """
 
-    __slots__ = ("_fence", "_line_start", "_pending_blank", "_tail_start", "_text")
+    __slots__ = (
+        "_fence",
+        "_fence_line",
+        "_line_start",
+        "_max_block",
+        "_opener",
+        "_pending_blank",
+        "_tail_start",
+        "_text",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_block: int | None = None) -> None:
         self._text = ""
         self._tail_start = 0  # where the unfinished block begins
         self._line_start = 0  # where the first not yet examined line begins
         self._fence: str | None = None  # the open fence marker (``` or ~~~ run), if any
+        self._fence_line = ""  # the line that opened it (marker and info string)
+        self._opener: str | None = None  # the fence line the tail continues inside (cut)
         self._pending_blank = False
+        self._max_block = max_block
 
     @property
     def text(self) -> str:
@@ -51,10 +81,21 @@ class BlockSplitter:
         """The marker of the code fence the text currently ends inside, or ``None``."""
         return self._fence
 
-    def feed(self, delta: str) -> list[str]:
+    @property
+    def tail_markdown(self) -> str:
+        """The tail as Markdown that renders on its own (its fence reopened and closed)."""
+        return Block(self.tail, self._opener, self._fence).markdown
+
+    def _finish(self, end: int, closer: str | None) -> Block:
+        block = Block(self._text[self._tail_start : end], self._opener, closer)
+        self._tail_start = end
+        self._opener = self._fence_line if closer is not None else None
+        return block
+
+    def feed(self, delta: str) -> list[Block]:
         self._text += delta
         text = self._text
-        finished: list[str] = []
+        finished: list[Block] = []
         while True:
             end = text.find("\n", self._line_start)
             if end < 0:
@@ -76,13 +117,20 @@ class BlockSplitter:
             else:
                 if self._pending_blank:
                     # A non-blank line after blank ones: the block before them is finished.
-                    finished.append(text[self._tail_start : self._line_start])
-                    self._tail_start = self._line_start
+                    finished.append(self._finish(self._line_start, None))
                     self._pending_blank = False
                 m = _FENCE.match(line)
                 if m is not None and not (m.group(1)[0] == "`" and "`" in m.group(2)):
                     self._fence = m.group(1)
+                    self._fence_line = line.strip()
             self._line_start = next_start
+            if (
+                self._max_block is not None
+                and self._fence is not None
+                and self._line_start - self._tail_start >= self._max_block
+            ):
+                # A long code block: what is complete goes out now, closed; the rest reopens.
+                finished.append(self._finish(self._line_start, self._fence))
         return finished
 
 

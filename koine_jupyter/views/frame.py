@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
-from ._frontend import Frame, LiveView
+from ._live import LiveView, usage_of
+from ._surfaces import Frame
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamObjectResult
@@ -81,8 +82,9 @@ class FrameView(LiveView):
         rate: float | None = None,
         label: str = "",
         status: bool = True,
+        note: str = "",
     ) -> None:
-        super().__init__(display=display, rate=rate, label=label, status=status)
+        super().__init__(display=display, rate=rate, label=label, status=status, note=note)
         self.partial: Any = None
         self.result: Any = None
         self.dataframe: Any = None
@@ -105,7 +107,7 @@ class FrameView(LiveView):
             lines = [
                 ", ".join(f"{k}={v}" for k, v in flatten_record(row).items()) + "\n" for row in rows
             ]
-            return Frame((), "", status, "text", None, "".join(lines))
+            return Frame((), "", status, "text", "".join(lines))
         if not rows:
             return Frame((), "", status, "html")
         df = self.dataframe if self._final else to_dataframe(rows)
@@ -127,7 +129,7 @@ class FrameView(LiveView):
 
         def finish() -> Any:
             result = stream.object()
-            self.usage = stream.usage()
+            self.usage = usage_of(stream)
             return result
 
         result = self._drive(stream, self.update, finish)

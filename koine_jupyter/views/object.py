@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
-from ._frontend import Frame, LiveView
+from ._live import LiveView, usage_of
+from ._surfaces import Frame
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamObjectResult
@@ -148,8 +149,9 @@ class ObjectView(LiveView, Generic[T]):
         rate: float | None = None,
         label: str = "",
         status: bool = True,
+        note: str = "",
     ) -> None:
-        super().__init__(display=display, rate=rate, label=label, status=status)
+        super().__init__(display=display, rate=rate, label=label, status=status, note=note)
         self.partial: Any = None
         self.result: T | None = None
         self.usage: KoineUsage | None = None
@@ -189,7 +191,7 @@ class ObjectView(LiveView, Generic[T]):
         value = self.partial
         self._settle(value, self._final)
         if self.mode == "text":
-            return Frame((), "", status, "text", None, "".join(self._lines))
+            return Frame((), "", status, "text", "".join(self._lines))
         keys = _top_keys(value)
         blocks = object_blocks(value)
         tail = "".join(b for k, b in zip(keys, blocks, strict=True) if k not in self._done_keys)
@@ -220,7 +222,7 @@ class ObjectView(LiveView, Generic[T]):
 
         def finish() -> T:
             result = stream.object()
-            self.usage = stream.usage()
+            self.usage = usage_of(stream)
             return result
 
         result = self._drive(stream, lambda item: self.update(item, len(stream.raw_text)), finish)

@@ -5,11 +5,12 @@ returning a :class:`ProgressSnapshot`); the view pulls a snapshot only when it r
 renders through :class:`~koine_jupyter.views._throttle.Throttle`, so a thousand completions a
 second cost a few renders, never a thousand.
 
-Renderings (chosen by :func:`make_progress` through the package's one chooser,
-:func:`~koine_jupyter.views._frontend.choose_mode`, so ``KOINE_DISPLAY`` applies here too):
+It draws through the same surfaces as the answer views (:mod:`._surfaces`, chosen by the
+package's one chooser, :func:`~koine_jupyter.views.choose_mode`, so ``KOINE_DISPLAY`` applies
+here too), as a frame with a progress bar:
 
-* ``widget``: an ``ipywidgets.IntProgress`` and an HTML label, plus (optionally) a preview of
-  the DataFrame filling in. Needs a frontend with a widget manager.
+* ``widget``: an ``IntProgress`` bar and the progress line in a row, and (optionally) a preview
+  of the DataFrame filling in below. Needs a frontend with a widget manager.
 * ``markdown``: a display handle updated in place with the progress line and the preview: any
   Jupyter frontend (nbclient, nbconvert, papermill).
 * ``text``: one line on ``stderr``, rewritten in place (``\\r``) on terminals, printed as
@@ -17,20 +18,21 @@ Renderings (chosen by :func:`make_progress` through the package's one chooser,
 * ``none``: nothing.
 
 Like the other live views, the notebook renderings start from and, on success, return to the
-constant empty placeholder, so a saved notebook does not record run-dependent timings; a run
-that was interrupted or stopped by its budget keeps its last line and message.
+constant placeholder (a widget keeps its bar and final line), so a saved notebook does not
+record run-dependent timings; a run that was interrupted or stopped by its budget keeps its last
+line and message.
 """
 
 from __future__ import annotations
 
 import html
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO, cast
+from typing import Any, Literal, TextIO
 
-from ._frontend import PLACEHOLDER, choose_mode
+from ._frontend import choose_mode, has_kernel, widgets_importable
+from ._surfaces import Bar, BarStyle, Frame, Surface, TextSurface, make_surface
 from ._throttle import DEFAULT_RATE, Throttle
 
 __all__ = [
@@ -51,6 +53,7 @@ ProgressMode = Literal["auto", "widget", "markdown", "text", "none"]
 PREVIEW_RATE = 2.0  # preview renders per second: building and drawing a frame costs more
 TEXT_RATE_TTY = 8.0  # text renders per second when the line is rewritten in place
 TEXT_RATE_LOG = 0.5  # text renders per second when every render is a new line (logs, pipes)
+_LOG_QUIET = 1.0  # seconds: in logs, runs that finish this fast print only their last line
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,26 +148,12 @@ def format_line(snap: ProgressSnapshot, *, prefix: str = "extract") -> str:
 
 def in_kernel() -> bool:
     """Whether this runs in a Jupyter kernel (not a terminal IPython, not a script)."""
-    ipython_mod = sys.modules.get("IPython")
-    if ipython_mod is None:
-        return False
-    try:
-        get_ipython: Callable[[], Any] = ipython_mod.get_ipython
-        shell = get_ipython()
-    except Exception:
-        return False
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    return has_kernel()
 
 
 def widgets_available() -> bool:
     """Whether a widget can be shown: a kernel, and ipywidgets importable."""
-    if not in_kernel():
-        return False
-    try:
-        import ipywidgets  # noqa: F401  # pyright: ignore[reportUnusedImport]
-    except ImportError:
-        return False
-    return True
+    return has_kernel() and widgets_importable()
 
 
 class ProgressView:
@@ -188,7 +177,97 @@ class ProgressView:
         return 0
 
 
-class TextProgress(ProgressView):
+def _final_style(snap: ProgressSnapshot) -> BarStyle:
+    if snap.remaining:
+        return "warning"
+    if snap.failed:
+        return "danger" if snap.done == 0 else "warning"
+    return "success"
+
+
+def _preview_html(value: Any) -> str:
+    """A preview object as HTML: its notebook rendering (a DataFrame's is cut to
+    ``display.max_rows``), else ``to_html()``, else escaped text."""
+    for name in ("_repr_html_", "to_html"):
+        method = getattr(value, name, None)
+        if callable(method):
+            rendered = method()
+            if isinstance(rendered, str):
+                return rendered
+    return f"<pre>{html.escape(str(value))}</pre>"
+
+
+class _SurfaceProgress(ProgressView):
+    """A progress view drawn on a surface: the bar and the line, and the preview below."""
+
+    def __init__(
+        self,
+        source: Callable[[], ProgressSnapshot],
+        surface: Surface,
+        *,
+        preview: Callable[[], Any] | None,
+        rate: float,
+        preview_rate: float,
+        prefix: str = "extract",
+        draw_now: bool = True,
+    ) -> None:
+        super().__init__(source)
+        self.surface = surface
+        self._prefix = prefix
+        self._preview_source = preview if surface.mode != "text" else None
+        self._preview = ""
+        self._throttle = Throttle(self._render, rate=rate)
+        self._preview_throttle = Throttle(self._render_preview, rate=preview_rate)
+        self._closed = False
+        if draw_now:
+            self._render()
+
+    def _frame(self, message: str | None = None, final: bool = False) -> Frame:
+        snap = self._source()
+        line = format_line(snap, prefix=self._prefix)
+        status = line if message is None else f"{line}\n{message}"
+        style = _final_style(snap) if final else "info"
+        bar = Bar(snap.finished, snap.total, style, "extract" if not self._prefix else "")
+        return Frame((), "" if final else self._preview, status, "html", bar=bar)
+
+    def _render(self) -> None:
+        self.surface.show(self._frame())
+
+    def _render_preview(self) -> None:
+        if self._preview_source is None:
+            return
+        try:
+            self._preview = _preview_html(self._preview_source())
+        except Exception:
+            self._preview_source = None  # a preview is a nicety: never fail the run for it
+            self._preview = ""
+        self._render()
+
+    def poke(self) -> None:
+        if self._closed:
+            return
+        self._throttle.poke()
+        if self._preview_source is not None:
+            self._preview_throttle.poke()
+
+    def finish(self, message: str | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        final = self._frame(message, final=True)
+        if message is None and not self._source().remaining:
+            # Success: the returned frame is shown by the cell itself; the view goes back to
+            # its placeholder (a widget keeps the full bar and the final line).
+            self.surface.end(None, final.status, final.bar)
+        else:
+            self.surface.end(final)  # stopped early: the line and the message stay
+
+    @property
+    def renders(self) -> int:
+        return self._throttle.renders
+
+
+class TextProgress(_SurfaceProgress):
     """One text line on a stream (``stderr`` by default)."""
 
     def __init__(
@@ -199,61 +278,22 @@ class TextProgress(ProgressView):
         in_place: bool | None = None,
         rate: float | None = None,
     ) -> None:
-        super().__init__(source)
-        self._stream = stream if stream is not None else sys.stderr
-        if in_place is None:
-            isatty = getattr(self._stream, "isatty", None)
-            try:
-                in_place = bool(isatty()) if callable(isatty) else False
-            except Exception:
-                in_place = False
-            in_place = in_place or in_kernel()
-        self._in_place = in_place
+        surface = TextSurface(status=stream, in_place=in_place)
         if rate is None:
-            rate = TEXT_RATE_TTY if in_place else TEXT_RATE_LOG
-        self._throttle = Throttle(self._render, rate=rate)
-        self._width = 0
-        self._closed = False
+            rate = TEXT_RATE_TTY if surface.in_place else TEXT_RATE_LOG
         self._started = time.monotonic()
-
-    def _write(self, line: str, final: bool = False) -> None:
-        if self._in_place:
-            pad = " " * max(0, self._width - len(line))
-            self._width = 0 if final else len(line)
-            text = f"\r{line}{pad}" + ("\n" if final else "")
-        else:
-            text = line + "\n"
-        try:
-            self._stream.write(text)
-            self._stream.flush()
-        except Exception:
-            pass  # a closed or broken stream must not break the extraction
-
-    def _render(self) -> None:
-        self._write(format_line(self._source()))
+        self._quiet = not surface.in_place
+        super().__init__(
+            source, surface, preview=None, rate=rate, preview_rate=rate, draw_now=False
+        )
 
     def poke(self) -> None:
-        if self._closed:
-            return
-        if not self._in_place and time.monotonic() - self._started < 1.0:
-            return  # in logs, skip the noise of runs that finish within a second
-        self._throttle.poke()
-
-    def finish(self, message: str | None = None) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._write(format_line(self._source()), final=True)
-        if message:
-            self._write(message, final=True)
-
-    @property
-    def renders(self) -> int:
-        return self._throttle.renders
+        if not self._quiet or time.monotonic() - self._started >= _LOG_QUIET:
+            super().poke()
 
 
-class WidgetProgress(ProgressView):
-    """``IntProgress`` + HTML label, and an optional preview of the frame (display handle)."""
+class WidgetProgress(_SurfaceProgress):
+    """An ``IntProgress`` bar and the progress line, and an optional preview of the frame."""
 
     def __init__(
         self,
@@ -263,77 +303,17 @@ class WidgetProgress(ProgressView):
         rate: float = DEFAULT_RATE,
         preview_rate: float = PREVIEW_RATE,
     ) -> None:
-        super().__init__(source)
-        import ipywidgets as widgets
-        from IPython import display as ipy_display
-
-        display = cast("Callable[..., Any]", getattr(ipy_display, "display"))  # noqa: B009
-
-        snap = source()
-        self._bar = widgets.IntProgress(
-            value=0, min=0, max=max(1, snap.total), description="extract", bar_style="info"
+        super().__init__(
+            source,
+            make_surface("widget", bar=True),
+            preview=preview,
+            rate=rate,
+            preview_rate=preview_rate,
+            prefix="",
         )
-        self._label = widgets.HTML(value=html.escape(format_line(snap, prefix="")))
-        self._box = widgets.HBox([self._bar, self._label])
-        bundle = cast("dict[str, Any]", self._box._repr_mimebundle_())  # pyright: ignore[reportUnknownMemberType, reportPrivateUsage]
-        display({**bundle, **PLACEHOLDER}, raw=True)
-        self._preview_source = preview
-        self._preview_handle: Any = None
-        if preview is not None:
-            self._preview_handle = display(dict(PLACEHOLDER), raw=True, display_id=True)
-        self._throttle = Throttle(self._render, rate=rate)
-        self._preview_throttle = Throttle(self._render_preview, rate=preview_rate)
-        self._closed = False
-
-    def _render(self) -> None:
-        snap = self._source()
-        self._bar.max = max(1, snap.total)
-        self._bar.value = snap.finished
-        self._label.value = html.escape(format_line(snap, prefix=""))
-
-    def _render_preview(self) -> None:
-        if self._preview_handle is None or self._preview_source is None:
-            return
-        try:
-            self._preview_handle.update(self._preview_source())
-        except Exception:
-            self._preview_handle = None  # a preview is a nicety: never fail the run for it
-
-    def poke(self) -> None:
-        if self._closed:
-            return
-        self._throttle.poke()
-        self._preview_throttle.poke()
-
-    def finish(self, message: str | None = None) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._render()
-        snap = self._source()
-        if snap.remaining:
-            self._bar.bar_style = "warning"
-        elif snap.failed:
-            self._bar.bar_style = "danger" if snap.done == 0 else "warning"
-        else:
-            self._bar.bar_style = "success"
-        if message:
-            self._label.value = html.escape(format_line(snap, prefix="")) + (
-                "<br>" + html.escape(message)
-            )
-        if self._preview_handle is not None:
-            # The returned frame is shown by the cell itself: drop the stale preview.
-            try:
-                self._preview_handle.update(dict(PLACEHOLDER), raw=True)
-            except Exception:
-                pass
-
-    @property
-    def renders(self) -> int:
-        return self._throttle.renders
 
 
-class HandleProgress(ProgressView):
+class HandleProgress(_SurfaceProgress):
     """A display handle re-drawn with the progress line (and the preview below it)."""
 
     def __init__(
@@ -343,52 +323,9 @@ class HandleProgress(ProgressView):
         preview: Callable[[], Any] | None = None,
         rate: float = PREVIEW_RATE,
     ) -> None:
-        super().__init__(source)
-        from IPython import display as ipy_display
-
-        display = cast("Callable[..., Any]", getattr(ipy_display, "display"))  # noqa: B009
-        self._handle: Any = display(dict(PLACEHOLDER), raw=True, display_id=True)
-        self._preview_source = preview
-        self._throttle = Throttle(self._render, rate=rate)
-        self._closed = False
-
-    def _bundle(self, message: str | None = None, with_preview: bool = True) -> dict[str, Any]:
-        line = format_line(self._source())
-        text = line if message is None else f"{line}\n{message}"
-        body = f"<pre>{html.escape(text)}</pre>"
-        if with_preview and self._preview_source is not None:
-            try:
-                frame = self._preview_source()
-                to_html = getattr(frame, "to_html", None)
-                if callable(to_html):
-                    body += str(to_html())
-            except Exception:
-                self._preview_source = None
-        return {"text/plain": text, "text/html": body}
-
-    def _render(self) -> None:
-        if self._handle is not None:
-            self._handle.update(self._bundle(), raw=True)
-
-    def poke(self) -> None:
-        if not self._closed:
-            self._throttle.poke()
-
-    def finish(self, message: str | None = None) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._handle is None:
-            return
-        snap = self._source()
-        if message is None and not snap.remaining:
-            self._handle.update(dict(PLACEHOLDER), raw=True)
-        else:
-            self._handle.update(self._bundle(message, with_preview=False), raw=True)
-
-    @property
-    def renders(self) -> int:
-        return self._throttle.renders
+        super().__init__(
+            source, make_surface("markdown"), preview=preview, rate=rate, preview_rate=rate
+        )
 
 
 def make_progress(
@@ -408,7 +345,7 @@ def make_progress(
         try:
             return WidgetProgress(source, preview=preview)
         except Exception:
-            chosen = "markdown" if in_kernel() else "text"
+            chosen = "markdown" if has_kernel() else "text"
     if chosen == "markdown":
         try:
             return HandleProgress(source, preview=preview)

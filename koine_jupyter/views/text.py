@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from ._frontend import Frame, LiveView
+from ._live import LiveView, session_of, usage_of
 from ._markdown import BlockSplitter
+from ._surfaces import Frame
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamTextResult
@@ -37,24 +38,29 @@ def _fenced(body: str, lang: str) -> str:
 
 
 _PLAIN_LIMIT = 2000  # characters of an answer in its text/plain form
+MAX_BLOCK: Final = 1024  # characters: a code block growing past this goes out in pieces
 
 
 @dataclass(eq=False)
 class KoineAnswer:
-    """A finished (or interrupted) text answer.
+    """A text answer: finished, or what arrived before an interrupt or a failure.
 
     ``str(answer)`` is the text; in a notebook it renders per ``format``; ``{answer}`` in a later
     prompt inserts its text. Its representations depend on the text only (no timings, no ids),
-    so a re-executed notebook compares equal.
+    so a re-executed notebook compares equal; where it came from (:meth:`provenance`) travels
+    in the output's metadata.
 
     Attributes:
-        text: the answer.
+        text: the answer (or the part that arrived).
         usage: token usage (``None`` when the stream did not finish).
         session_id: the gateway's resumable session id (``None`` when unknown).
         model: the model that was asked for (``None``: the gateway's default).
         session: the name of the ``--session`` this answer continued, if any.
         format: how it renders: ``markdown``, ``text``, ``code``, ``json`` or ``html``.
-        interrupted: the stream was stopped before it ended (the text is what arrived).
+        interrupted: the stream was stopped (Ctrl-C) before it ended.
+        error: the error that ended the stream early (a ``KoineError``), else ``None``.
+        references: the ``{references}`` that were filled into the prompt.
+        source: ``"live"``: the gateway answered this request.
     """
 
     text: str
@@ -64,6 +70,34 @@ class KoineAnswer:
     session: str | None = None
     format: AnswerFormat = "markdown"
     interrupted: bool = False
+    error: BaseException | None = None
+    references: tuple[str, ...] = ()
+    source: str = "live"
+
+    @property
+    def complete(self) -> bool:
+        """The stream ended normally: neither interrupted nor failed."""
+        return not self.interrupted and self.error is None
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the answer came from, as JSON (it goes into the output's metadata)."""
+        u = self.usage
+        tokens = (
+            None
+            if u is None
+            else {"input": u.input_tokens, "output": u.output_tokens, "total": u.total_tokens}
+        )
+        info: dict[str, Any] = {
+            "source": self.source,
+            "model": self.model,
+            "session": self.session,
+            "tokens": tokens,
+        }
+        if self.references:
+            info["references"] = list(self.references)
+        if not self.complete:
+            info["complete"] = False
+        return info
 
     def __str__(self) -> str:
         return self.text
@@ -71,17 +105,25 @@ class KoineAnswer:
     def __koine_text__(self) -> str:
         return self.text
 
+    def _error_code(self) -> str | None:
+        if self.error is None:
+            return None
+        return str(getattr(self.error, "code", type(self.error).__name__))
+
     def __repr__(self) -> str:
         short = self.text if len(self.text) <= 60 else self.text[:57] + "..."
         extra = ", interrupted=True" if self.interrupted else ""
+        if self.error is not None:
+            extra += f", failed={self._error_code()!r}"
         return f"KoineAnswer(text={short!r}, model={self.model!r}, format={self.format!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, KoineAnswer):
-            return (self.text, self.format, self.interrupted) == (
+            return (self.text, self.format, self.interrupted, self._error_code()) == (
                 other.text,
                 other.format,
                 other.interrupted,
+                other._error_code(),
             )
         return NotImplemented
 
@@ -106,9 +148,7 @@ class KoineAnswer:
             text = f"{text[:_PLAIN_LIMIT]}\n… ({more:,} more characters: str(answer) has all)"
         p.text(text)
 
-    def _repr_mimebundle_(
-        self, include: Any = None, exclude: Any = None, **kwargs: Any
-    ) -> dict[str, Any]:
+    def _data(self) -> dict[str, Any]:
         fmt = self.format
         if fmt == "text":
             return {}
@@ -126,6 +166,13 @@ class KoineAnswer:
             body, lang = _strip_fence(self.text)
             return {"text/markdown": _fenced(body, lang)}
         return {"text/markdown": self.text}
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None, **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # (data, metadata): the data depends on the text only; the provenance is metadata,
+        # which nbval does not compare.
+        return self._data(), {"koine": self.provenance()}
 
 
 class TextView(LiveView):
@@ -148,13 +195,15 @@ class TextView(LiveView):
         rate: float | None = None,
         label: str = "",
         status: bool = True,
+        note: str = "",
     ) -> None:
-        super().__init__(display=display, rate=rate, label=label, status=status)
+        super().__init__(display=display, rate=rate, label=label, status=status, note=note)
         if format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {format!r})")
         self.format: AnswerFormat = format
-        self._splitter = BlockSplitter()
-        self._done: list[str] = []
+        self._splitter = BlockSplitter(max_block=MAX_BLOCK)
+        self._done: list[str] = []  # finished blocks, ready to draw
+        self._cut = 0  # plain formats: how much of the text went out as finished lines
         # Deltas not yet split into blocks: splitting waits for the next draw, so a token
         # costs a list append here, not a scan (thousands of tokens per draw on a fast stream).
         self._unsplit: list[str] = []
@@ -164,7 +213,9 @@ class TextView(LiveView):
         if self._unsplit:
             delta = "".join(self._unsplit)
             self._unsplit = []
-            self._done.extend(self._splitter.feed(delta))
+            blocks = self._splitter.feed(delta)
+            if self.format == "markdown":
+                self._done.extend(block.markdown for block in blocks)
         return self._splitter
 
     @property
@@ -182,15 +233,13 @@ class TextView(LiveView):
     def _frame(self, status: str) -> Frame:
         text = self._split().text
         if self.format == "markdown":
-            return Frame(
-                self._done,
-                self._splitter.tail,
-                status,
-                "markdown",
-                self._splitter.in_fence,
-                text,
-            )
-        return Frame((), text, status, "text", None, text)
+            return Frame(self._done, self._splitter.tail_markdown, status, "markdown", text)
+        # Other formats are drawn as plain text: complete lines go out once, as they come.
+        end = text.rfind("\n") + 1
+        if end > self._cut:
+            self._done.append(text[self._cut : end])
+            self._cut = end
+        return Frame(self._done, text[self._cut :], status, "text", text)
 
     def _progress(self) -> str:
         return f"{len(self._split().text):,} chars"
@@ -217,9 +266,9 @@ class TextView(LiveView):
         exception propagates; the text so far is in :attr:`text`.
         """
 
-        def finish() -> str:
-            self.usage = stream.usage()
-            return stream.session_id()
+        def finish() -> str | None:
+            self.usage = usage_of(stream)
+            return session_of(stream)
 
         session_id = self._drive(stream, self.append, finish)
         self.done()
@@ -233,12 +282,18 @@ class TextView(LiveView):
         )
 
     def answer(self, *, model: str | None = None, session: str | None = None) -> KoineAnswer:
-        """What arrived so far as an answer (``interrupted`` unless the view finished)."""
+        """What arrived so far as an answer: ``interrupted`` after Ctrl-C, with ``error`` set
+        after a failure (never passing as complete unless the view finished)."""
+        failed = self.state in ("failed", "live", "new")
+        error = self.error if failed else None
+        if failed and error is None:
+            error = RuntimeError("the stream did not finish")
         return KoineAnswer(
             self.text,
             usage=self.usage,
             model=model,
             session=session,
             format=self.format,
-            interrupted=self.state != "done",
+            interrupted=self.state == "interrupted",
+            error=error,
         )

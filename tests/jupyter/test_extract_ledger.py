@@ -248,6 +248,12 @@ def test_history_magic_shows_runs(gw: LocalGateway, client: SyncKoineClient) -> 
     assert isinstance(runs, pd.DataFrame) and runs["rows"].tolist() == [1]
     rows = ip.run_line_magic("koine", "history last")
     assert rows["prompt"].str.contains("magic history").all()
+    assert ip.run_line_magic("koine", "history last --failed").empty
+    assert len(ip.run_line_magic("koine", "history --limit 1")) == 1
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError):
+        ip.run_line_magic("koine", "history --failed")  # which run?
 
 
 def test_several_threads_extracting_into_one_ledger_lose_nothing(gw: LocalGateway) -> None:

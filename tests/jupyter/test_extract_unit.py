@@ -351,12 +351,12 @@ def test_widget_progress_updates_bar_and_label(capsys: pytest.CaptureFixture[str
     view = WidgetProgress(lambda: state["snap"], preview=preview, rate=1000.0, preview_rate=1000.0)
     state["snap"] = _snap(done=50, failed=0, requested=50)
     view.poke()
-    assert view._bar.value == 50  # pyright: ignore[reportPrivateUsage]
+    assert view.surface.bar.value == 50
     state["snap"] = _snap(done=100, failed=0, requested=100)
     view.finish("all done")
-    assert view._bar.bar_style == "success"  # pyright: ignore[reportPrivateUsage]
-    assert "all done" in view._label.value  # pyright: ignore[reportPrivateUsage]
-    assert len(previews) <= 1  # no display handle outside a kernel: preview skipped, not failed
+    assert view.surface.bar.bar_style == "success"
+    assert "all done" in view.surface.label.value
+    assert len(previews) == 1  # drawn at its own, lower rate
     capsys.readouterr()
 
 
@@ -392,9 +392,11 @@ def test_widget_progress_preview_and_placeholder(monkeypatch: pytest.MonkeyPatch
     assert "application/vnd.jupyter.widget-view+json" in log[0]
     state["snap"] = _snap(done=100, failed=0, requested=100)
     view.poke()
-    assert any(entry is frame for entry in log)
+    live = view.surface._live  # pyright: ignore[reportPrivateUsage]
+    assert "<table" in live.value  # the preview, under the bar
     view.finish()
-    assert log[-1] == {"text/plain": ""}  # the stale preview is cleared
+    assert live not in view.surface._box.children  # pyright: ignore[reportPrivateUsage]
+    assert view.surface.bar.bar_style == "success" and view.surface.bar.value == 100
 
 
 def test_handle_progress_draws_line_and_preview(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,3 +116,69 @@ def test_without_resolvable_names_text_only_loses_escapes(text: str) -> None:
     out = interpolate(text, {}).text
     if "{{" not in text:
         assert out == text
+
+
+# -- code is sent as written ----------------------------------------------------------------
+
+EVERYTHING = {"i": 1, "df": "DF", "user": "U", "name": "N", "a": 1, "b": 2, "x": 5}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (
+            'Fix {name}:\n\n```python\nprint(f"row {i}: {df.shape}")\n```\nfor {name}',
+            'Fix N:\n\n```python\nprint(f"row {i}: {df.shape}")\n```\nfor N',
+        ),
+        ("JS: `Hello ${user}` for {user}", "JS: `Hello ${user}` for U"),
+        ("`{{name}}` stays, {{name}} is escaped", "`{{name}}` stays, {name} is escaped"),
+        ("~~~\n{{name}} {x}\n~~~\n{x}", "~~~\n{{name}} {x}\n~~~\n5"),
+        ("unclosed fence {x}\n```js\nlet a = {x};\n", "unclosed fence 5\n```js\nlet a = {x};\n"),
+        ("a ``span with ` inside {x}`` and {x}", "a ``span with ` inside {x}`` and 5"),
+        ("a lone ` backtick {x}", "a lone ` backtick 5"),
+        (
+            "shell ${user} and CI ${{ matrix.os }} then {x}",
+            "shell ${user} and CI ${{ matrix.os }} then 5",
+        ),
+        ("> ```\n> {x}\n", "> ```\n> 5\n"),  # a fence in a quote is not at a line's start
+    ],
+)
+def test_code_and_dollar_groups_are_kept(template: str, expected: str) -> None:
+    assert interpolate(template, EVERYTHING).text == expected
+
+
+_PROSE = st.text(alphabet=st.sampled_from(list("ab{}[]. $x_^\\\n")), max_size=30)
+_CODE = st.text(alphabet=st.sampled_from(list("ab{}[]. $x_^\\\n\"'")), max_size=30)
+
+
+@given(
+    st.lists(st.tuples(_PROSE, _CODE, st.sampled_from(["`", "``", "fence"])), max_size=5), _PROSE
+)
+def test_code_is_never_touched(pieces: list[tuple[str, str, str]], last: str) -> None:
+    # prose, then code (an inline span, or a fenced block on lines of its own), repeatedly:
+    # the code comes out exactly as written, the prose as if it stood alone
+    parts: list[str] = []
+    expected: list[str] = []
+    for prose, code, kind in pieces:
+        if kind == "fence":
+            prose = prose + "\n"
+            body = "\n".join(line for line in code.split("\n"))
+            code = f"```\n{body}\n```\n"
+        else:
+            code = f"{kind}{code.replace(chr(10), ' ').strip('`')}{kind}"
+            prose = prose.rstrip("\n") + " "  # the span stays in the paragraph
+            if "\n" in code or not code.strip("`"):
+                continue
+        parts += [prose, code]
+        expected += [interpolate(prose, EVERYTHING).text, code]
+    parts.append(" " + last)
+    expected.append(interpolate(" " + last, EVERYTHING).text)
+    assert interpolate("".join(parts), EVERYTHING).text == "".join(expected)
+
+
+@given(_CODE)
+def test_a_fenced_block_is_verbatim_whatever_it_holds(body: str) -> None:
+    lines = [line for line in body.split("\n") if not line.lstrip().startswith("```")]
+    template = "{x} before\n```python\n" + "\n".join(lines) + "\n```\n{x} after"
+    out = interpolate(template, EVERYTHING).text
+    assert out == "5 before\n```python\n" + "\n".join(lines) + "\n```\n5 after"

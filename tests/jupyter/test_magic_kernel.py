@@ -14,19 +14,12 @@ from typing import Any
 
 import nbformat
 import pytest
+from _kernels import kernel_env
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 
 FIXTURES = Path(__file__).parent / "notebooks_fixtures"
-
-
-def kernel_env(gateway: Any, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("JPY_SESSION_NAME", "KOINE_DISPLAY", "VSCODE_PID"):
-        env.pop(name, None)
-    env.update(KOINE_BASE_URL=gateway.base_url, KOINE_AUTH_KEY=gateway.auth_key, **extra)
-    return env
 
 
 class Kernel:
@@ -35,9 +28,15 @@ class Kernel:
         self.kc = kc
 
     def run(
-        self, code: str, timeout: float = 30, interrupt_after: float | None = None
+        self,
+        code: str,
+        timeout: float = 30,
+        interrupt_after: float | None = None,
+        when_drawn: bool = True,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Execute ``code``; return its iopub messages (with arrival times) and the reply."""
+        """Execute ``code``; return its iopub messages (with arrival times) and the reply.
+        ``interrupt_after``: seconds, then Ctrl-C (once a live update was drawn, if
+        ``when_drawn``)."""
         msg_id = self.kc.execute(code)
         msgs: list[dict[str, Any]] = []
         start = time.monotonic()
@@ -53,7 +52,7 @@ class Kernel:
                 interrupt_after is not None
                 and not interrupted
                 and now - start >= interrupt_after
-                and any(m["msg_type"] == "update_display_data" for m in msgs)
+                and (not when_drawn or any(m["msg_type"] == "update_display_data" for m in msgs))
             ):
                 self.km.interrupt_kernel()
                 interrupted = True
@@ -129,6 +128,55 @@ def test_throttle_bounds_updates_under_a_fast_stream(kernel: Kernel) -> None:
     assert check["content"]["status"] == "ok"
 
 
+_DRAWING = (
+    "display_data",
+    "update_display_data",
+    "execute_result",
+    "clear_output",
+    "stream",
+    "comm_open",
+    "comm_msg",
+    "comm_close",
+)
+
+
+def _long_markdown(size: int) -> str:
+    """About ``size`` characters of Markdown: paragraphs, lists and a long code block."""
+    blocks: list[str] = []
+    i = 0
+    while sum(len(b) + 2 for b in blocks) < size:
+        i += 1
+        if i % 40 == 0:
+            code = "\n".join(f"    total += item_{j} * {j}" for j in range(60))
+            blocks.append(f"```python\ndef step_{i}(items):\n{code}\n```")
+        elif i % 5 == 0:
+            blocks.append("\n".join(f"- point {i}.{j}: a short item of a list" for j in range(6)))
+        else:
+            blocks.append(f"Paragraph {i}. " + "Events stream text into the notebook. " * 12)
+    return "\n\n".join(blocks)
+
+
+@pytest.mark.parametrize("mode", ["widget", "markdown", "text"])
+def test_a_long_answer_costs_a_small_multiple_of_its_size(
+    kernel: Kernel, koine_gateway_server: Any, mode: str
+) -> None:
+    """A 200 KB answer in 2,000 pieces over ~2 s, counted over iopub: each block is sent about
+    once, whatever the mode (the whole text on each update costs 12x the answer for this
+    stream, more for slower ones)."""
+    text = _long_markdown(200_000)
+    step = len(text) // 2000 + 1
+    koine_gateway_server.script_text(
+        [text[i : i + step] for i in range(0, len(text), step)], chunk_delay=0.001
+    )
+    msgs, reply = kernel.run(f"%%koine --display {mode} --out long\nanything", timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    sent = sum(len(json.dumps(m["content"])) for m in msgs if m["msg_type"] in _DRAWING)
+    print(f"{mode}: {sent:,} bytes over iopub for a {len(text):,}-character answer")
+    assert sent <= 3 * len(text), (mode, sent / len(text))
+    _, ok = kernel.run(f"assert long.text == {text!r}")
+    assert ok["content"]["status"] == "ok"
+
+
 def test_error_is_short_and_keeps_the_traceback_for_tb(kernel: Kernel) -> None:
     msgs, reply = kernel.run("%%koine\n[[fail]] hello")
     assert reply["content"]["status"] == "error"
@@ -165,6 +213,30 @@ def test_interrupt_keeps_what_arrived(kernel: Kernel) -> None:
     msgs, ok = kernel.run("%%koine\nnext")
     assert ok["content"]["status"] == "ok"
     assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "Echo: next"
+
+
+def test_interrupting_a_request_without_stream_is_one_line(kernel: Kernel) -> None:
+    msgs, reply = kernel.run(
+        "%koine --no-stream --out cut [[delay=10]] hello", interrupt_after=0.5, when_drawn=False
+    )
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    (error,) = of_type(msgs, "error")
+    assert len(error["content"]["traceback"]) == 1, error["content"]["traceback"]
+    assert "before its answer arrived" in error["content"]["traceback"][0]
+    _, ok = kernel.run("assert cut.interrupted and cut.text == '' and not cut.complete")
+    assert ok["content"]["status"] == "ok"
+
+
+def test_the_answer_carries_its_provenance_as_metadata(kernel: Kernel) -> None:
+    _, reply = kernel.run("topic = 'SSE'")
+    msgs, reply = kernel.run("%%koine --session prov\nAbout {topic}")
+    assert reply["content"]["status"] == "ok"
+    (result,) = of_type(msgs, "execute_result")
+    assert result["content"]["data"]["text/markdown"] == "Echo: About SSE"
+    meta = result["content"]["metadata"]["koine"]
+    assert meta["source"] == "live" and meta["session"] == "prov" and meta["model"] is None
+    assert meta["references"] == ["topic"]
+    assert meta["tokens"]["total"] == meta["tokens"]["input"] + meta["tokens"]["output"] > 0
 
 
 def test_schema_fields_appear_before_the_end(kernel: Kernel) -> None:

@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 from pydantic import BaseModel
 
 from koine_jupyter.views import KoineAnswer
-
-
-@pytest.fixture
-def ip(koine_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.setenv("KOINE_BASE_URL", koine_gateway.base_url)
-    monkeypatch.setenv("KOINE_AUTH_KEY", koine_gateway.auth_key)
-    monkeypatch.delenv("KOINE_DISPLAY", raising=False)
-    start_ipython()  # once per process; later calls return None
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "koine_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "koine_jupyter")
-    shell.config.pop("KoineMagics", None)
-    for name in ("answer", "r", "df", "City", "Recipe", "topic", "data"):
-        shell.user_ns.pop(name, None)
 
 
 def run(ip: InteractiveShell, cell: str) -> Any:
@@ -57,7 +40,7 @@ def test_display_handle_mode_updates_then_returns_the_answer(ip: InteractiveShel
     ip.run_line_magic("config", "KoineMagics.display = 'markdown'")
     with capture_output() as cap:
         result = run(
-            ip, "%%koine\n[[chunks=20]] [[slow=0.02]] " + " ".join(f"w{i}" for i in range(20))
+            ip, "%%koine\n[[chunks=20]] [[slow=0.04]] " + " ".join(f"w{i}" for i in range(20))
         )
     assert result.success
     answer = result.result
@@ -65,11 +48,11 @@ def test_display_handle_mode_updates_then_returns_the_answer(ip: InteractiveShel
     texts = [o.data.get("text/markdown", "") for o in cap.outputs]
     assert cap.outputs[0].data == {"text/plain": ""}
     assert cap.outputs[-1].data == {"text/plain": ""}
-    growing = [t for t in texts if t.startswith("Echo")]
-    assert len(growing) >= 3  # several live updates before completion
-    assert growing[-1].startswith(answer.text)  # the last live frame is the full text
+    growing = [t.split("\n\n*")[0].strip() for t in texts if t.startswith("Echo")]
+    assert len(set(growing)) >= 3  # several live updates before completion
+    assert all(answer.text.startswith(t) for t in growing)  # each one a start of the answer
     assert answer.text == "Echo: " + " ".join(f"w{i}" for i in range(20))
-    assert answer._repr_mimebundle_() == {"text/markdown": answer.text}
+    assert answer._repr_mimebundle_()[0] == {"text/markdown": answer.text}
 
 
 def test_interpolation_of_names_and_earlier_answers(
@@ -295,3 +278,21 @@ def test_config_and_reload(ip: InteractiveShell) -> None:
     assert "koine" not in ip.magics_manager.magics["cell"]
     ip.run_line_magic("load_ext", "koine_jupyter")
     assert "koine" in ip.magics_manager.magics["cell"]
+
+
+@pytest.mark.parametrize("display", ["text", "markdown", "widget"])
+def test_a_complete_stream_without_result_is_an_answer_without_usage(
+    ip: InteractiveShell, koine_gateway: Any, display: str
+) -> None:
+    # ``done`` code 0 but no ``result`` event: the text is complete (nothing is lost), only the
+    # usage and the resumable session id are missing, so the cell succeeds without them.
+    from koine_sdk.testing import Fault
+
+    ip.run_line_magic("config", f"KoineMagics.display = {display!r}")
+    koine_gateway.inject(Fault.no_result())
+    with capture_output():
+        result = run(ip, "%%koine --out answer\nno result here")
+    assert result.success, result.error_in_exec
+    answer = ip.user_ns["answer"]
+    assert answer.text == "Echo: no result here" and answer.complete
+    assert answer.usage is None and answer.session_id is None

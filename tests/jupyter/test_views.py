@@ -12,8 +12,8 @@ from IPython.utils.capture import capture_output
 from pydantic import BaseModel
 
 from koine_jupyter.views import KoineAnswer, ObjectView, TextView, choose_mode, flatten_record
-from koine_jupyter.views._frontend import Frame, HandleSurface, WidgetSurface
 from koine_jupyter.views._markdown import BlockSplitter, to_html
+from koine_jupyter.views._surfaces import Frame, HandleSurface, WidgetSurface
 from koine_jupyter.views.object import object_html, object_leaves
 
 
@@ -22,7 +22,7 @@ def test_blocks_always_add_up_to_the_text(deltas: list[str]) -> None:
     splitter = BlockSplitter()
     done: list[str] = []
     for delta in deltas:
-        done.extend(splitter.feed(delta))
+        done.extend(block.text for block in splitter.feed(delta))
         assert "".join(done) + splitter.tail == splitter.text
     assert splitter.text == "".join(deltas)
 
@@ -30,7 +30,7 @@ def test_blocks_always_add_up_to_the_text(deltas: list[str]) -> None:
 def test_blocks_split_at_blank_lines_outside_fences() -> None:
     splitter = BlockSplitter()
     text = "Intro\n\n```python\nx = 1\n\ny = 2\n```\n\nOutro\n\nLast\n"
-    done = [block for ch in text for block in splitter.feed(ch)]
+    done = [block.text for ch in text for block in splitter.feed(ch)]
     assert done == ["Intro\n\n", "```python\nx = 1\n\ny = 2\n```\n\n", "Outro\n\n"]
     assert splitter.tail == "Last\n"
     splitter = BlockSplitter()
@@ -45,30 +45,53 @@ def test_code_is_highlighted_and_html_escaped() -> None:
 
 
 def _stream_into(surface: Any, text: str, pieces: int) -> None:
-    splitter = BlockSplitter()
+    splitter = BlockSplitter(max_block=1024)
     done: list[str] = []
     step = max(1, len(text) // pieces)
     for i in range(0, len(text), step):
-        done.extend(splitter.feed(text[i : i + step]))
-        surface.show(Frame(done, splitter.tail, "status", "markdown", splitter.in_fence))
+        done.extend(block.markdown for block in splitter.feed(text[i : i + step]))
+        surface.show(Frame(done, splitter.tail_markdown, "status", "markdown"))
+    surface.end(None, "done")
 
 
-def test_widget_mode_sends_linear_bytes_display_handle_quadratic() -> None:
-    text = "\n\n".join(f"Paragraph {i}: " + "word " * 30 for i in range(100))
+def _answer(paragraphs: int) -> str:
+    text = "\n\n".join(f"Paragraph {i}: " + "word " * 30 for i in range(paragraphs))
+    code = "".join(f"x_{i} = {i}  # a long code block\n" for i in range(8 * paragraphs))
+    return f"{text}\n\n```python\n{code}```\n\nThe end."
+
+
+@pytest.mark.parametrize("surface", [WidgetSurface, HandleSurface])
+def test_bytes_grow_with_the_answer_not_its_square(surface: Any) -> None:
     start_ipython()  # the test shell (once per process), so display() publishes
-    with capture_output():
-        widget = WidgetSurface()
-        _stream_into(widget, text, 400)
-        handle = HandleSurface()
-        _stream_into(handle, text, 400)
-    print(
-        f"answer {len(text):,} chars: widget {widget.bytes_sent:,} bytes in {widget.updates} "
-        f"updates; display handle {handle.bytes_sent:,} bytes in {handle.updates} updates"
-    )
-    # widget: each block once + the growing last block per update (bounded by a block's size);
-    # display handle: the whole text on every update
-    assert widget.bytes_sent < 10 * len(text)
-    assert handle.bytes_sent > 15 * widget.bytes_sent
+    sent: list[float] = []
+    for paragraphs in (25, 100):
+        text = _answer(paragraphs)
+        with capture_output() as cap:
+            view = surface()
+            _stream_into(view, text, len(text) // 100)  # ~100 characters per update
+        sent.append(view.bytes_sent / len(text))
+        print(f"{surface.__name__}: {len(text):,} chars, {view.bytes_sent:,} bytes")
+        # displays open as they end (what nbval compares): the first one as the placeholder,
+        # any other empty (the widget's blocks go into its Output widget in a kernel)
+        opened = [o.data for o in cap.outputs if not o.update]
+        assert opened[0].get("text/plain") == ""
+        if surface is HandleSurface:
+            assert len(opened) > 10 and all(data == {} for data in opened[1:]), opened[1:3]
+    # four times the answer costs about four times the bytes (the whole text on every update
+    # would cost about sixteen times)
+    assert sent[1] < 1.3 * sent[0], sent
+
+
+def test_long_code_blocks_are_cut_and_reopened() -> None:
+    splitter = BlockSplitter(max_block=40)
+    text = "Intro\n\n```py\n" + "".join(f"line_{i} = {i}\n" for i in range(12)) + "```\n\nEnd\n"
+    blocks = [b for ch in text for b in splitter.feed(ch)]
+    assert "".join(b.text for b in blocks) + splitter.tail == text
+    pieces = [b.markdown for b in blocks[1:]]
+    assert len(pieces) >= 3
+    for piece in pieces:  # every piece renders on its own: an open fence is closed
+        assert piece.startswith("```py\n") and piece.rstrip().endswith("```"), piece
+    assert all(len(b.text) < 40 + 20 for b in blocks)
 
 
 def test_choose_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +120,12 @@ def test_choose_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_answer_reprs_are_deterministic(fmt: Any, text: str, bundle: dict[str, Any]) -> None:
     answer = KoineAnswer(text, session_id="random-id", model="sonnet", format=fmt)
-    assert answer._repr_mimebundle_() == bundle
+    data, metadata = answer._repr_mimebundle_()
+    assert data == bundle
+    # where it came from is metadata (nbval does not compare it); no ids, no timings
+    assert metadata == {
+        "koine": {"source": "live", "model": "sonnet", "session": None, "tokens": None}
+    }
     assert str(answer) == text
     assert "random-id" not in repr(answer)
 

@@ -1,0 +1,263 @@
+"""Asking: a prompt (a cell's body or a one-line ``%koine``) becomes one request, drawn live,
+and its answer becomes the cell's value.
+
+The flow is cut where a record/replay switch slots in: :func:`prepare` turns options and prompt
+into a :class:`Request` (references filled, schema resolved, session resumed); a *source*
+answers it — today the connection's sync client (:meth:`~.connection.Connection.source`); a
+ledger-backed replay source would answer there instead, through the same four calls
+(``generate_text``, ``stream_text``, ``generate_object``, ``stream_object``), and mark its
+answers ``source="replay"``; then
+:func:`deliver` records the session, fills ``--out`` and decides what the cell shows. A text
+answer carries its provenance (model, tokens, session, source, filled references) in its
+output's metadata (:meth:`~koine_jupyter.KoineAnswer.provenance`).
+
+After a failure ``--out VAR`` holds what arrived: a text cell's ``KoineAnswer`` with ``.error``
+set (``.complete`` is false; ``.interrupted`` only after Ctrl-C), a ``--schema`` cell's ``None``
+(the raw JSON of a ``VALIDATION_ERROR`` is in the error). After Ctrl-C a ``--schema`` cell's
+``--out`` holds the partial object.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, cast
+
+from IPython.core.error import UsageError
+
+from koine_sdk import KoineError
+
+from .._interpolate import interpolate, lookup
+from ..views import AnswerFormat, FrameView, KoineAnswer, ObjectView, TextView, to_dataframe
+from ..views._live import session_of
+from .args import AskOptions
+
+if TYPE_CHECKING:
+    from koine_sdk import KoineUsage, SyncKoineClient
+
+    from .core import KoineMagics
+
+__all__ = ["Outcome", "Prepared", "Request", "ask", "deliver", "prepare"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What is sent: the same fields for every kind of call (``model`` is ``--model`` only;
+    without it the client's default, ``KoineMagics.model``, applies)."""
+
+    prompt: str
+    system: str | None = None
+    model: str | None = None
+    allowed_tools: list[str] | None = None
+    session_id: str | None = None
+    timeout: float | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "system": self.system,
+            "model": self.model,
+            "allowed_tools": self.allowed_tools,
+            "session_id": self.session_id,
+            "timeout": self.timeout,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request with what the rest of the flow needs to know about it."""
+
+    request: Request
+    options: AskOptions
+    schema: Any  # the type for --schema, else None
+    model: str | None  # the model asked for (--model, else KoineMagics.model), for display
+    references: tuple[str, ...] = ()  # filled {references}
+    kept: tuple[str, ...] = ()  # references left as written: not defined
+    resumed: str | None = None  # the --session this request continues (None: a fresh one)
+
+    @property
+    def label(self) -> str:
+        session = self.options.session
+        return " · ".join(
+            p for p in (self.model or "koine", f"session {session}" if session else "") if p
+        )
+
+    @property
+    def note(self) -> str:
+        """Which references were filled (and which were kept as written), for the status."""
+        parts: list[str] = []
+        if self.references:
+            parts.append("filled " + ", ".join(f"{{{r}}}" for r in dict.fromkeys(self.references)))
+        if self.kept:
+            kept = ", ".join(f"{{{r}}}" for r in dict.fromkeys(self.kept))
+            parts.append(f"kept {kept} (not defined)")
+        return "; ".join(parts)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the source answered: the cell's result, and whether it was printed already."""
+
+    result: Any
+    session_id: str | None
+    usage: KoineUsage | None
+    printed: bool = False
+
+
+def resolve_schema(expr: str, namespace: dict[str, Any]) -> Any:
+    """The type for ``--schema expr``: a class in the namespace, or ``list[Class]``."""
+    m = re.fullmatch(r"\s*(?:list|List)\s*\[\s*(.+?)\s*\]\s*", expr)
+    inner = m.group(1) if m else expr
+    try:
+        tp = lookup(inner, namespace)
+    except LookupError as exc:
+        raise UsageError(f"--schema: {exc}") from None
+    if not isinstance(tp, type):
+        raise UsageError(f"--schema: {inner} is not a class (a Pydantic model is expected)")
+    return list[tp] if m else tp  # type: ignore[valid-type]
+
+
+def prepare(magics: KoineMagics, opts: AskOptions, prompt: str) -> Prepared:
+    """Check the options, fill the prompt's references, resolve the schema and the session."""
+    opts.check()
+    ns = magics.user_ns
+    references: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    if magics.interpolate and not opts.no_interpolate:
+        filled = interpolate(prompt, ns)
+        prompt, references, kept = filled.text, tuple(filled.resolved), tuple(filled.unresolved)
+    if not prompt.strip():
+        raise UsageError("the prompt is empty")
+    schema = resolve_schema(opts.schema, ns) if opts.schema else None
+    resume = magics.sessions.resume_id(opts.session, new=opts.new)
+    request = Request(prompt, opts.system, opts.model, opts.tool_list, resume, opts.timeout)
+    model = opts.model or magics.model or None
+    resumed = opts.session if resume is not None else None
+    return Prepared(request, opts, schema, model, references, kept, resumed)
+
+
+def _keep(magics: KoineMagics, opts: AskOptions, value: Any) -> None:
+    if opts.out:
+        magics.user_ns[opts.out] = value
+
+
+def _view_options(magics: KoineMagics, p: Prepared) -> dict[str, Any]:
+    return {
+        "display": p.options.display or magics.display,
+        "rate": magics.update_rate,
+        "label": p.label,
+        "note": p.note,
+    }
+
+
+def _ask_text(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outcome:
+    opts = p.options
+    fmt = cast(AnswerFormat, opts.format)
+    meta: dict[str, Any] = {"model": p.model, "session": opts.session, "format": fmt}
+    ctx = magics.error_context(p)
+    if opts.no_stream or opts.quiet:
+        try:
+            r = client.generate_text(**p.request.kwargs())
+        except KoineError as exc:
+            _keep(magics, opts, KoineAnswer("", error=exc, references=p.references, **meta))
+            magics.errors.fail(exc, ctx)
+        except KeyboardInterrupt as exc:
+            _keep(magics, opts, KoineAnswer("", interrupted=True, references=p.references, **meta))
+            magics.errors.interrupted(
+                exc,
+                "the request was stopped before its answer arrived (--no-stream shows "
+                "nothing until the answer is complete).",
+            )
+        answer = KoineAnswer(
+            r.text, usage=r.usage, session_id=r.session_id, references=p.references, **meta
+        )
+        return Outcome(answer, r.session_id, r.usage)
+    view = TextView(format=fmt, **_view_options(magics, p))
+    with view:
+        try:
+            with client.stream_text(**p.request.kwargs()) as stream:
+                answer = view.consume(stream, model=p.model, session=opts.session)
+        except KeyboardInterrupt as exc:
+            view.interrupted()
+            partial = view.answer(model=p.model, session=opts.session)
+            _keep(magics, opts, replace(partial, references=p.references))
+            magics.errors.interrupted(
+                exc,
+                f"the answer was interrupted after {len(view.text):,} characters; what "
+                "arrived is shown above (and kept in --out VAR if given).",
+            )
+        except KoineError as exc:
+            view.failed(exc)
+            partial = view.answer(model=p.model, session=opts.session)
+            _keep(magics, opts, replace(partial, references=p.references))
+            magics.errors.fail(exc, ctx)
+    answer = replace(answer, references=p.references)
+    return Outcome(answer, answer.session_id, answer.usage, printed=view.mode == "text")
+
+
+def _ask_object(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outcome:
+    opts = p.options
+    ctx = magics.error_context(p)
+    if opts.no_stream or opts.quiet:
+        try:
+            r = client.generate_object(schema=p.schema, **p.request.kwargs())
+        except KoineError as exc:
+            _keep(magics, opts, None)
+            magics.errors.fail(exc, ctx)
+        except KeyboardInterrupt as exc:
+            _keep(magics, opts, None)
+            magics.errors.interrupted(exc, "the request was stopped before its answer arrived.")
+        result: Any = to_dataframe(r.object) if opts.df else r.object
+        return Outcome(result, r.session_id, r.usage)
+    options = _view_options(magics, p)
+    view: ObjectView[Any] | FrameView = (
+        FrameView(**options) if opts.df else ObjectView[Any](**options)
+    )
+    with view:
+        try:
+            with client.stream_object(schema=p.schema, **p.request.kwargs()) as stream:
+                result = view.consume(stream)
+                session_id = session_of(stream)
+        except KeyboardInterrupt as exc:
+            view.interrupted()
+            _keep(magics, opts, view.partial)
+            magics.errors.interrupted(
+                exc,
+                "the answer was interrupted; what arrived is shown above (and kept in "
+                "--out VAR if given).",
+            )
+        except KoineError as exc:
+            view.failed(exc)
+            _keep(magics, opts, None)
+            magics.errors.fail(exc, ctx)
+    return Outcome(result, session_id, view.usage, printed=view.mode == "text")
+
+
+def deliver(magics: KoineMagics, p: Prepared, outcome: Outcome) -> Any:
+    """Record the session turn, fill ``--out``, and return what the cell shows."""
+    opts = p.options
+    if opts.session and outcome.session_id:
+        magics.sessions.record(
+            opts.session, outcome.session_id, outcome.usage, p.model, new=opts.new
+        )
+    _keep(magics, opts, outcome.result)
+    if opts.quiet:
+        return None
+    shell: Any = magics.shell
+    if outcome.printed and shell is not None:
+        # Text mode already printed the answer while it streamed: showing it again as the
+        # cell's value would repeat it, so only ``_`` and ``Out[n]`` get it.
+        shell.displayhook.update_user_ns(outcome.result)
+        return None
+    return outcome.result
+
+
+def ask(magics: KoineMagics, opts: AskOptions, prompt: str) -> Any:
+    """Send ``prompt`` with ``opts``; return the cell's value."""
+    p = prepare(magics, opts, prompt)
+    try:
+        source = magics.connection.source()
+    except KoineError as exc:
+        magics.fail(exc)
+    outcome = (_ask_object if p.schema is not None else _ask_text)(magics, source, p)
+    return deliver(magics, p, outcome)

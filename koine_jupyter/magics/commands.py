@@ -1,0 +1,249 @@
+"""The ``%koine`` subcommands: one handler each, registered in :data:`COMMANDS`.
+
+A subcommand is a function ``(magics, args) -> value`` and a frozen dataclass of its arguments
+(fields made with :func:`~.args.flag`, :func:`~.args.option`, :func:`~.args.word`), registered
+with :func:`command`::
+
+    @dataclass(frozen=True, slots=True)
+    class HistoryArgs:
+        limit: int | None = option("How many entries.", metavar="N", type=int)
+
+    @command("history", HistoryArgs, "the requests of this kernel")
+    def _history(magics: KoineMagics, args: HistoryArgs) -> Any:
+        ...
+
+Parsing, ``%koine?`` and the rule that tells a subcommand from a prompt follow from the
+dataclass: ``%koine NAME ...`` runs the subcommand only if its words fit the dataclass (at most
+one word per :func:`~.args.word` field); otherwise the whole line is a prompt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from IPython.core.error import UsageError
+
+from koine_sdk import KoineError
+
+from ..views import choose_mode
+from .args import VARIABLE, flag, option, timeout_option, word
+from .connection import ENV_AUTH_KEY, ENV_BASE_URL
+
+if TYPE_CHECKING:
+    from .core import KoineMagics
+
+__all__ = ["COMMANDS", "Command", "HealthReport", "command"]
+
+A = TypeVar("A")
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Generic[A]):
+    """A registered subcommand: its name, the dataclass of its arguments, its handler."""
+
+    name: str
+    args: type[A]
+    run: Callable[[KoineMagics, A], Any]
+    help: str
+    usage: str
+
+
+COMMANDS: dict[str, Command[Any]] = {}
+"""Every subcommand, by name (the order is the order of ``%koine --help``)."""
+
+
+def command(
+    name: str, args: type[A], help: str, usage: str = ""
+) -> Callable[[Callable[[KoineMagics, A], Any]], Callable[[KoineMagics, A], Any]]:
+    """Register the decorated function as ``%koine NAME`` with the arguments ``args``."""
+
+    def register(run: Callable[[KoineMagics, A], Any]) -> Callable[[KoineMagics, A], Any]:
+        if name in COMMANDS:
+            raise ValueError(f"%koine {name} is registered twice")
+        COMMANDS[name] = Command(name, args, run, help, usage or f"%koine {name}")
+        return run
+
+    return register
+
+
+@dataclass(frozen=True, slots=True)
+class NoArgs:
+    """A subcommand without arguments."""
+
+
+# -- connect / disconnect -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectArgs:
+    url: str | None = word(
+        "The gateway's URL (http:// or https://, no credentials).", metavar="URL"
+    )
+    key_env: str | None = option(
+        "The environment variable holding the key (default KOINE_AUTH_KEY).", metavar="VAR"
+    )
+    local: bool = flag("Start a local test gateway (an echo model) in this kernel.")
+    auto: bool = flag("Use $KOINE_BASE_URL if set, else start a local test gateway.")
+
+
+def _connected_line(magics: KoineMagics, url: str) -> str:
+    env = magics.connection.key_env()
+    state = "set" if os.environ.get(env) else "NOT set"
+    return f"Connected to {url} (key from ${env}, which is {state})."
+
+
+def _start_local(magics: KoineMagics) -> None:
+    try:
+        url = magics.connection.start_local()
+    except ImportError as exc:  # pragma: no cover - needs the testing extra
+        raise UsageError(
+            "the local gateway needs the testing extra: pip install 'koine-sdk[testing]'"
+        ) from exc
+    print(
+        f"Started a local test gateway (echo model) at {url}; "
+        f"${ENV_BASE_URL} and ${ENV_AUTH_KEY} point at it in this kernel."
+    )
+
+
+@command(
+    "connect",
+    ConnectArgs,
+    "use a gateway: its URL (the key from $VAR), a local test gateway, or the environment",
+    "%koine connect URL [--key-env VAR] | --local | --auto",
+)
+def _connect(magics: KoineMagics, args: ConnectArgs) -> None:
+    if (args.local or args.auto) and args.url is not None:
+        raise UsageError("%koine connect --local / --auto takes no URL")
+    if args.key_env is not None and not VARIABLE.fullmatch(args.key_env):
+        raise UsageError("--key-env takes the NAME of an environment variable, not a key")
+    if args.auto and os.environ.get(ENV_BASE_URL):
+        magics.connection.use_environment()
+        print(_connected_line(magics, f"${ENV_BASE_URL}"))
+        return
+    if args.local or args.auto:
+        _start_local(magics)
+        return
+    if args.url is None:
+        raise UsageError("usage: %koine connect URL [--key-env VAR]  or  %koine connect --local")
+    try:
+        magics.connection.connect(args.url, args.key_env)
+    except KoineError as exc:
+        magics.fail(exc)
+    print(_connected_line(magics, magics.connection.shown_base_url()))
+
+
+@command("disconnect", NoArgs, "close the connection (and stop a local gateway)")
+def _disconnect(magics: KoineMagics, args: NoArgs) -> None:
+    magics.close()
+    print("Disconnected.")
+
+
+# -- health / status / sessions -----------------------------------------------------------------
+
+
+class HealthReport:
+    """What ``%koine health`` shows."""
+
+    def __init__(self, base_url: str, health: Any) -> None:
+        self.base_url = base_url
+        self.health = health
+
+    def _rows(self) -> list[tuple[str, str]]:
+        h = self.health
+        rows = [("gateway", self.base_url), ("status", str(h.status))]
+        if h.claude_cli is not None:
+            rows.append(("Claude CLI", str(h.claude_cli)))
+        if h.concurrency is not None:
+            s, n = h.concurrency.streaming, h.concurrency.non_streaming
+            rows.append(("streaming", f"{s.active} of {s.limit} in use"))
+            rows.append(("non-streaming", f"{n.active} of {n.limit} in use"))
+        return rows
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self._rows())
+
+    def _repr_markdown_(self) -> str:
+        lines = ["| | |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in self._rows()]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthArgs:
+    timeout: float | None = timeout_option()
+
+
+@command("health", HealthArgs, "the gateway's /health", "%koine health [--timeout SECONDS]")
+def _health(magics: KoineMagics, args: HealthArgs) -> HealthReport:
+    try:
+        client = magics.connection.client()
+        health = client.health(timeout=args.timeout)
+    except KoineError as exc:
+        magics.fail(exc)
+    return HealthReport(magics.connection.shown_base_url(), health)
+
+
+@command("status", NoArgs, "what is configured (never the key)")
+def _status(magics: KoineMagics, args: NoArgs) -> None:
+    conn = magics.connection
+    url = conn.base_url()
+    shown = conn.shown_base_url() if url else "(none: set KOINE_BASE_URL or %koine connect)"
+    print(
+        f"gateway: {shown}\nkey: {conn.key_state()}\nmodel: {magics.model or 'gateway default'}\n"
+        f"display: {magics.display} (now: {choose_mode(magics.display)})\n"
+        f"sessions: {len(magics.sessions)}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsArgs:
+    name: str | None = word("One session (with --clear: the one to forget).", metavar="NAME")
+    clear: bool = flag("Forget the session NAME (or all of them).")
+
+
+@command(
+    "sessions",
+    SessionsArgs,
+    "the named conversations of this kernel; --clear forgets one (or all)",
+    "%koine sessions [NAME] [--clear]",
+)
+def _sessions(magics: KoineMagics, args: SessionsArgs) -> Any:
+    if args.clear:
+        count = magics.sessions.clear(args.name)
+        print(f"Forgot {count} session{'s' if count != 1 else ''}.")
+        return None
+    if args.name is not None:
+        return magics.sessions.only(args.name)
+    return magics.sessions
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryArgs:
+    run: str | None = word("A run id from the list, or 'last': that run's requests.", metavar="RUN")
+    failed: bool = flag("With RUN: only its failed requests.")
+    limit: int | None = option("At most N entries.", metavar="N", type=int)
+
+
+@command(
+    "history",
+    HistoryArgs,
+    "the ledger: extract runs (newest first), or one run's requests",
+    "%koine history [RUN|last] [--failed] [--limit N]",
+)
+def _history(magics: KoineMagics, args: HistoryArgs) -> Any:
+    from ..extraction import history
+
+    if args.failed and args.run is None:
+        raise UsageError("--failed needs a run: %koine history last --failed")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit takes a whole number >= 1")
+    try:
+        return history(args.run, status="failed" if args.failed else None, limit=args.limit)
+    except KoineError as exc:
+        magics.fail(exc)

@@ -1,0 +1,223 @@
+"""The magic's connection: which gateway, which key, one sync client for them (made on first use,
+reused while the settings stay the same), and the local test gateway ``%koine connect --local``
+starts.
+
+Nothing secret is ever stored in the notebook or shown: the key is read from an environment
+variable named in the settings, a URL that embeds credentials (``https://user:pw@host``) is
+refused, and URLs are shown with anything like credentials masked.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Final, Protocol
+from urllib.parse import urlsplit
+
+from koine_sdk import KoineError, SyncKoineClient, create_koine_sync
+
+if TYPE_CHECKING:
+    from koine_sdk.testing import LocalGateway
+
+__all__ = ["ENV_AUTH_KEY", "ENV_BASE_URL", "Connection", "Settings", "check_url", "shown_url"]
+
+ENV_BASE_URL: Final = "KOINE_BASE_URL"
+ENV_AUTH_KEY: Final = "KOINE_AUTH_KEY"
+
+
+class Settings(Protocol):
+    """Where the connection reads its settings (the magic's traitlets)."""
+
+    base_url: str
+    auth_key_env: str
+    model: str | None
+    timeout: float | None
+    max_retries: int
+
+
+def check_url(url: str, where: str = "the gateway URL") -> str:
+    """``url`` if it can be a gateway's base URL; else ``KoineError("INVALID_CONFIG")`` saying
+    why without repeating it (it may hold a password)."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise KoineError(f"{where} is not a valid URL", "INVALID_CONFIG") from None
+    if parts.scheme not in ("http", "https"):
+        raise KoineError(
+            f"{where} must start with http:// or https:// (it starts with "
+            f"{(parts.scheme + '://') if parts.scheme else 'neither'})",
+            "INVALID_CONFIG",
+        )
+    if "@" in parts.netloc:
+        raise KoineError(
+            f"{where} embeds credentials (user:password@): they were not stored or shown. "
+            "The key goes in an environment variable: %koine connect URL --key-env VAR",
+            "INVALID_CONFIG",
+        )
+    if not parts.hostname:
+        raise KoineError(f"{where} has no host", "INVALID_CONFIG")
+    if parts.query or parts.fragment:
+        raise KoineError(
+            f"{where} must not have a query or fragment (they were not stored or shown)",
+            "INVALID_CONFIG",
+        )
+    return url
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown: credentials, query and fragment masked."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "(not a valid URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    shown = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path
+    if parts.query or parts.fragment:
+        shown += "?***"
+    return shown
+
+
+class Connection:
+    """The client and the local gateway of one magic, for its current :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: SyncKoineClient | None = None
+        self._client_key: tuple[Any, ...] | None = None
+        self.local: LocalGateway | None = None
+        self._local_key: str | None = None
+
+    # -- what is configured --------------------------------------------------------------
+
+    def base_url(self) -> str:
+        """The URL in use: ``KoineMagics.base_url``, else ``$KOINE_BASE_URL``."""
+        return self._settings.base_url or os.environ.get(ENV_BASE_URL, "")
+
+    def shown_base_url(self) -> str:
+        """The URL in use, safe to show (``"(no URL set)"`` when there is none)."""
+        return shown_url(self.base_url()) or "(no URL set)"
+
+    def key_env(self) -> str:
+        return self._settings.auth_key_env or ENV_AUTH_KEY
+
+    def uses_local(self) -> bool:
+        """Whether the URL in use is the local gateway this connection started."""
+        local = self.local
+        return local is not None and self.base_url() == str(local.base_url)
+
+    def key_state(self) -> str:
+        """Where the key comes from, for ``%koine status`` (never the key)."""
+        if self.uses_local():
+            return "the local gateway's key"
+        env = self.key_env()
+        return f"${env} ({'set' if os.environ.get(env) else 'not set'})"
+
+    def secrets(self) -> list[str]:
+        """What must never be shown: the key in use."""
+        return [self._client_key[1]] if self._client_key else []
+
+    def _auth_key(self) -> str:
+        if self.uses_local() and self._local_key:
+            return self._local_key
+        env = self.key_env()
+        key = os.environ.get(env, "")
+        if not key:
+            raise KoineError(
+                f"no key: the environment variable {env} is not set "
+                "(set it, or name another one with %koine connect URL --key-env VAR)",
+                "INVALID_CONFIG",
+            )
+        return key
+
+    # -- the client ------------------------------------------------------------------------
+
+    def client(self) -> SyncKoineClient:
+        """The sync client for the current settings (made once, reused)."""
+        base_url = self.base_url()
+        if not base_url:
+            raise KoineError(
+                f"no gateway URL: set {ENV_BASE_URL}, %config KoineMagics.base_url = URL, "
+                "or %koine connect URL (or %koine connect --local)",
+                "INVALID_CONFIG",
+            )
+        where = "KoineMagics.base_url" if self._settings.base_url else f"${ENV_BASE_URL}"
+        check_url(base_url, where)
+        key = self._auth_key()
+        s = self._settings
+        settings = (base_url, key, s.timeout, s.model, s.max_retries)
+        if self._client is None or self._client_key != settings:
+            self.reset()
+            self._client = create_koine_sync(
+                base_url=base_url,
+                auth_key=key,
+                timeout=s.timeout,
+                model=s.model,
+                max_retries=s.max_retries,
+            )
+            self._client_key = settings
+        return self._client
+
+    def source(self) -> SyncKoineClient:
+        """What answers the magic's requests: the client. (The seam of a record/replay switch:
+        a ledger-backed source with the same four calls would be returned here instead.)"""
+        return self.client()
+
+    def reset(self) -> None:
+        """Close the client (the settings changed: the next request makes a new one)."""
+        client, self._client, self._client_key = self._client, None, None
+        if client is not None:
+            client.close()
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def connect(self, url: str, key_env: str | None = None) -> None:
+        """Use the gateway at ``url`` (checked first: nothing is stored if it is refused)."""
+        url = check_url(url)
+        self.stop_local()
+        if key_env:
+            self._settings.auth_key_env = key_env
+        self._settings.base_url = url
+
+    def start_local(self) -> str:
+        """Start the local test gateway, use it, and point ``$KOINE_BASE_URL`` and
+        ``$KOINE_AUTH_KEY`` at it (so SDK code in later cells finds it); returns its URL."""
+        from koine_sdk.testing import LocalGateway
+
+        self.close()
+        gateway = LocalGateway()
+        gateway.start()
+        self.local = gateway
+        self._local_key = str(gateway.auth_key)
+        url = str(gateway.base_url)
+        self._settings.base_url = url
+        os.environ[ENV_BASE_URL] = url
+        os.environ[ENV_AUTH_KEY] = self._local_key
+        return url
+
+    def use_environment(self) -> None:
+        """Use ``$KOINE_BASE_URL`` (and the key variable of the settings)."""
+        self.stop_local()
+        self._settings.base_url = ""
+
+    def stop_local(self) -> None:
+        local, key = self.local, self._local_key
+        self.local, self._local_key = None, None
+        if local is None:
+            return
+        if self._settings.base_url == str(local.base_url):
+            self._settings.base_url = ""
+        if os.environ.get(ENV_BASE_URL) == str(local.base_url):
+            os.environ.pop(ENV_BASE_URL, None)
+        if key is not None and os.environ.get(ENV_AUTH_KEY) == key:
+            os.environ.pop(ENV_AUTH_KEY, None)
+        local.stop()
+
+    def close(self) -> None:
+        """Close the client and stop a local gateway this connection started."""
+        self.reset()
+        self.stop_local()

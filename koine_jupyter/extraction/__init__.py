@@ -14,10 +14,17 @@ only the rows of a result that failed; ``history`` reads the ledger's runs and r
 ``estimate`` measures a sample and projects the tokens of all rows. Details:
 ``docs/extraction.md``.
 
+Given a Dask DataFrame or Series, ``extract`` returns a lazy Dask DataFrame with the same
+columns and dtypes, one extraction run per partition on the workers, the gateways' limits shared
+by every worker through a ``distributed.Semaphore`` per gateway (``docs/dask.md``); ``totals``
+sums its runs from the ledgers and ``parquet_schema`` types its ``.to_parquet``.
+
 Layout: ``_columns`` (schema → columns and dtypes), ``_prepare`` (arguments → a run),
 ``_run`` (the scheduler), ``_outcomes`` (a finished request: rows, ledger, window),
 ``_replica`` (one gateway's window and health), ``_state`` (the
-rows), ``_estimate``, ``_clients`` (the only module that touches SDK internals).
+rows), ``_estimate``, ``_clients`` (the only module that touches SDK internals); for Dask:
+``_dask`` (the lazy frame and the partition job), ``_leases`` (the shared gateway slots),
+``_totals``, ``_arrow`` (the Parquet schema), ``_lazy`` (recognising Dask input).
 """
 
 from __future__ import annotations
@@ -25,20 +32,24 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from pydantic import BaseModel
 
 from koine_sdk import KoineConfig
 from koine_sdk.ledger import LedgerSpec, open_ledger, process_ledger
 
+from ._arrow import parquet_schema
 from ._clients import ClientLike, runner_for
 from ._estimate import Estimate
+from ._lazy import is_dask
 from ._outcomes import end_sample
 from ._prepare import Call, invalid, prepare, progress_mode
 from ._run import CANCEL_GRACE, Run
+from ._totals import totals
 
 if TYPE_CHECKING:
+    import dask.dataframe as dd
     import pandas as pd
 
     from koine_jupyter.views.progress import ProgressMode
@@ -52,7 +63,9 @@ __all__ = [
     "extract",
     "history",
     "last_result",
+    "parquet_schema",
     "retry_failed",
+    "totals",
 ]
 
 DEFAULT_PROMPT = "Extract the requested fields from the following text."
@@ -124,6 +137,31 @@ def _options(**options: Any) -> dict[str, Any]:
     return options
 
 
+# fmt: off
+@overload
+def extract(
+    texts: dd.DataFrame | dd.Series, schema: type[BaseModel], prompt: str = ..., *,
+    client: Clients | None = ..., system: str | None = ..., model: str | None = ...,
+    allowed_tools: Sequence[str] | None = ..., timeout: float | None = ...,
+    concurrency: int | None = ..., max_retries: int = ..., max_retry_after: float = ...,
+    max_outage: float = ..., max_rows: int | None = ..., max_tokens: int | None = ...,
+    sample: int = ..., repairs: int = ..., ledger: LedgerSpec = ..., cache: bool = ...,
+    progress: bool | ProgressMode = ..., on_interrupt: OnInterrupt = ...,
+) -> dd.DataFrame: ...
+@overload
+def extract(
+    texts: Sequence[str | None] | pd.Series | pd.DataFrame, schema: type[BaseModel],
+    prompt: str = ..., *,
+    client: Clients | None = ..., system: str | None = ..., model: str | None = ...,
+    allowed_tools: Sequence[str] | None = ..., timeout: float | None = ...,
+    concurrency: int | None = ..., max_retries: int = ..., max_retry_after: float = ...,
+    max_outage: float = ..., max_rows: int | None = ..., max_tokens: int | None = ...,
+    sample: int = ..., repairs: int = ..., ledger: LedgerSpec = ..., cache: bool = ...,
+    progress: bool | ProgressMode = ..., on_interrupt: OnInterrupt = ...,
+) -> pd.DataFrame: ...
+# fmt: on
+
+
 def extract(
     texts: Any,
     schema: type[BaseModel],
@@ -146,13 +184,15 @@ def extract(
     cache: bool = True,
     progress: bool | ProgressMode = True,
     on_interrupt: OnInterrupt = "return",
-) -> pd.DataFrame:
+) -> pd.DataFrame | dd.DataFrame:
     """Extract ``schema`` from every text; one row of the result per text.
 
     Args:
         texts: a list of strings, or a pandas Series (e.g. ``df["text"]``, whose index the
-            result keeps). A missing, empty or whitespace-only text gives that row an
-            ``INVALID_ARGUMENT`` error without a request.
+            result keeps; a DataFrame of one column is that column). A missing, empty or
+            whitespace-only text gives that row an ``INVALID_ARGUMENT`` error without a
+            request. A Dask Series or DataFrame (of one column) gives a lazy Dask DataFrame
+            (see below).
         schema: a pydantic model class. Nested models become dotted columns
             (``address.city``); lists stay Python lists.
         prompt: the instruction; the row's text replaces ``{text}`` if the prompt has it, else
@@ -198,16 +238,31 @@ def extract(
 
     Works in scripts and inside a running event loop (a notebook cell): the requests run on a
     private event loop thread. In async code prefer ``await aextract(...)``.
+
+    **Dask input** (the ``dask`` extra) returns a lazy Dask DataFrame with the columns and
+    dtypes above, the input's index and partitions; each partition is extracted on a worker
+    by clients made there from ``client=`` (``KoineConfig`` objects; none: each worker's
+    environment), within each gateway's limit summed over all workers, recorded in
+    ``ledger=`` as each worker resolves it (default: the worker's own). ``sample``,
+    ``max_rows`` and ``max_tokens`` are not available; progress is Dask's. See
+    ``docs/dask.md``, :func:`totals` and :func:`parquet_schema`.
     """
     if on_interrupt not in ("return", "raise"):
         raise invalid(f"on_interrupt must be 'return' or 'raise' (got {on_interrupt!r})")
-    mode = progress_mode(progress)
-    call = _call(texts, schema, prompt, _options(
+    options = _options(
         client=client, system=system, model=model, allowed_tools=allowed_tools,
         timeout=timeout, concurrency=concurrency, max_retries=max_retries,
         max_retry_after=max_retry_after, max_outage=max_outage, max_rows=max_rows,
         max_tokens=max_tokens, repairs=repairs, cache=cache,
-    ))  # fmt: skip
+    )  # fmt: skip
+    if is_dask(texts):
+        from ._dask import extract_dask
+
+        return extract_dask(
+            texts, schema, prompt, options=options, ledger=ledger, sample=sample, progress=progress
+        )
+    mode = progress_mode(progress)
+    call = _call(texts, schema, prompt, options)
     check_sample(sample)
     run = prepare(call, ledger=ledger, sample=sample)
     return _run_sync(run, mode, on_interrupt, call, ledger)

@@ -22,7 +22,7 @@ from koine_sdk import KoineError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RESERVED", "Column", "flatten", "frame", "schema_columns"]
+__all__ = ["RESERVED", "Column", "flatten", "frame", "schema_columns", "unwrap"]
 
 RESERVED = ("error", "input_tokens", "output_tokens", "attempts", "answer_from")
 """The result's own columns, after the schema's."""
@@ -44,7 +44,7 @@ class Column:
     kind: Kind
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap(tp: Any) -> Any:
     """``Optional[X]`` / ``Annotated[X, ...]`` → X."""
     while True:
         origin = get_origin(tp)
@@ -87,7 +87,7 @@ def columns_of(
     out: list[Column] = []
     for name, info in model.model_fields.items():
         path = (*prefix, name)
-        inner = _unwrap(info.annotation)
+        inner = unwrap(info.annotation)
         if (
             isinstance(inner, type)
             and issubclass(inner, BaseModel)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,6 +16,7 @@ from koine_sdk.ledger import LedgerSpec, LedgerWarning, RequestShape, open_ledge
 
 from ._clients import ClientLike, make_client, wire_schema
 from ._columns import flatten, schema_columns
+from ._lazy import is_dask
 from ._replica import Replica
 from ._run import Limits, Request, Run
 from ._state import FROM_LEDGER, Rows, Unit
@@ -71,10 +72,20 @@ def texts_of(texts: Any) -> tuple[list[str | None], Any]:
     """The texts as a list (``None`` for a missing value) and the index of the result."""
     if isinstance(texts, str | bytes):
         raise invalid("texts must be a list of strings or a pandas Series, not one string")
+    if is_dask(texts):
+        raise invalid(
+            "a Dask DataFrame or Series is extracted by extract() only (it returns a lazy "
+            "frame); take a sample to pandas for this, e.g. ddf['text'].head(1000)"
+        )
     import pandas as pd
 
     if isinstance(texts, pd.DataFrame):
-        raise invalid("texts must be one column (a Series, e.g. df['text']), not a whole DataFrame")
+        if len(texts.columns) != 1:
+            raise invalid(
+                "texts must be one column (a Series, e.g. df['text']), not a DataFrame of "
+                f"{len(texts.columns)} columns"
+            )
+        texts = cast(Any, texts).iloc[:, 0]
     if isinstance(texts, pd.Series):
         raw: list[Any] = texts.tolist()
         index: Any = texts.index
@@ -159,11 +170,12 @@ def prepare(
     carried: Callable[[int], str | None] | None = None,
     sample: int = 0,
     stop_after_sample: bool = False,
+    tags: Mapping[str, Any] | None = None,
 ) -> Run:
     """Check ``call`` and build its :class:`Run` (nothing is sent yet).
 
     ``only(pos)``: send only these rows (others are answered from the ledger, else keep the
-    error ``carried(pos)``)."""
+    error ``carried(pos)``). ``tags`` join the run's parameters in the ledger."""
     o = call.options
     schema, prompt = call.schema, call.prompt
     columns, _ = schema_columns(schema)
@@ -230,6 +242,7 @@ def prepare(
         "system_hash": shape.system_hash,
         "allowed_tools": list(tools) if tools is not None else None,
         "endpoint": ENDPOINT,
+        **(tags or {}),
     }
     try:
         run_id: str | None = book.start_run("extract", rows=len(texts), params=params)

@@ -12,6 +12,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,15 @@ if TYPE_CHECKING:
 
     from koine_jupyter.views.progress import ProgressSnapshot, ProgressView
 
-__all__ = ["Limits", "Request", "Run"]
+__all__ = ["Gate", "Limits", "Request", "Run"]
 
 HEALTH_TIMEOUT = 5.0
 CANCEL_GRACE = 5.0  # seconds an interrupted run waits for its requests to close
 POLL = 0.1
+
+
+Gate = Callable[[Replica], AbstractAsyncContextManager[object]]
+"""Waits for a lease on the gateway's slots and holds it while one request runs (Dask)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,7 @@ class Run:
         self.estimate: Estimate | None = None
         self.stop_after_sample = stop_after_sample
         self.announce: Callable[[str], None] | None = None
+        self.gate: Gate | None = None
         self.sample_usage: list[tuple[int, int]] = []
         self.sample_seconds: list[float] = []
         self.ledger_usage = list(ledger_usage)
@@ -343,16 +349,19 @@ class Run:
         result: Any = None
         error: BaseException | None = None
         try:
-            result = await generate_object(
-                replica.client,
-                prompt=unit.prompt,
-                schema=req.schema,
-                system=req.system,
-                model=req.model,
-                allowed_tools=req.allowed_tools,
-                timeout=req.timeout,
-                repairs=req.repairs,
-            )
+            async with self.gate(replica) if self.gate is not None else nullcontext():
+                if self.gate is not None:
+                    unit.sent_at = time.monotonic()  # sent when the lease came
+                result = await generate_object(
+                    replica.client,
+                    prompt=unit.prompt,
+                    schema=req.schema,
+                    system=req.system,
+                    model=req.model,
+                    allowed_tools=req.allowed_tools,
+                    timeout=req.timeout,
+                    repairs=req.repairs,
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:

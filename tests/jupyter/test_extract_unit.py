@@ -163,7 +163,7 @@ def test_frame_of_no_rows_has_the_columns() -> None:
         ({"texts": "one string"}, "not one string"),
         ({"texts": {"a": "b"}}, "list of strings"),
         ({"texts": (t for t in ["a"])}, "list of strings"),
-        ({"texts": pd.DataFrame({"t": ["a"]})}, "not a whole DataFrame"),
+        ({"texts": pd.DataFrame({"t": ["a"], "u": ["b"]})}, "not a DataFrame of 2 columns"),
         ({"schema": Empty}, "no fields"),
         ({"schema": {"type": "object"}}, "pydantic model"),
         ({"schema": Clash}, "reserves"),

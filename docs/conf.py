@@ -40,6 +40,7 @@ NAV = {
         "docs/sdk",
         "docs/jupyter",
         "docs/extraction",
+        "docs/dask",
         "docs/local-gateway",
         "docs/reliability",
         "notebooks/README",

@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 from _cluster import LIMIT, configs_of, object_requests
 from dask.diagnostics import ProgressBar
-from distributed import Client, get_task_stream
+from distributed import Client, Semaphore, get_task_stream
 from pydantic import BaseModel
 
 from koine_jupyter.extraction import extract, parquet_schema, totals
+from koine_jupyter.extraction._leases import semaphore_name
 from koine_sdk import KoineConfig, KoineError, create_koine_sync
 from koine_sdk.ledger import open_ledger
 from koine_sdk.testing import LocalGateway
@@ -49,6 +50,20 @@ def texts(n: int, tag: str = "") -> pd.Series[str]:
 
 def ledger_file(tmp_path: Path) -> str:
     return str(tmp_path / "ledger.sqlite3")
+
+
+def leases_taken(client: Client, gateways: list[LocalGateway], within: float = 0.0) -> int:
+    """The leases of the gateways' semaphores held on the scheduler (waiting up to ``within``
+    seconds for them to be given back)."""
+    deadline = time.monotonic() + within
+    while True:
+        names = [semaphore_name(g.base_url, LIMIT) for g in gateways]
+        taken = sum(
+            Semaphore(LIMIT, name, client.scheduler, client.loop).get_value() for name in names
+        )
+        if taken == 0 or time.monotonic() >= deadline:
+            return taken
+        time.sleep(0.1)
 
 
 def test_the_result_is_lazy_with_the_pandas_columns_dtypes_index_and_partitions(
@@ -206,6 +221,7 @@ def test_1000_rows_on_2_workers_and_2_gateways_every_row_once_within_the_limits(
     hosts = open_ledger(ledger).query("SELECT DISTINCT pid FROM runs")
     assert len(hosts) == 2  # both worker processes ran partitions
     assert {t["key"][0].split("-")[0] for t in stream.data} >= {"koine"}  # named for the dashboard
+    assert leases_taken(dask_client, gateways) == 0  # every lease was given back
     sums = totals(out)
     assert sums["rows"] == sums["succeeded"] == sums["requests"] == n
     assert sums["partitions"] == sums["runs"] == 8 and sums["unfinished_runs"] == 0
@@ -250,6 +266,8 @@ def test_a_killed_worker_reruns_its_partitions_from_the_ledger_and_no_row_is_los
     assert n <= sent <= n + in_flight
     for g in gateways:
         assert g.peak["nonStreaming"] <= LIMIT
+    # The dead worker's leases come back when the scheduler's lease timeout (5 s here) passes.
+    assert leases_taken(dask_client, gateways, within=15) == 0
     sums = totals(out)
     assert sums["unfinished_runs"] >= 1  # the killed partition's run never ended...
     assert sums["requests"] <= sent <= sums["requests"] + in_flight  # ...its requests count

@@ -33,7 +33,7 @@ REF_VERSION = "2.3.0"
 RESULTS = HERE / "RESULTS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
-BENCHMARKS = ("seq", "conc", "stream", "objects", "magic", "extract", "storm", "memory")
+BENCHMARKS = ("seq", "conc", "stream", "objects", "magic", "extract", "storm", "dask", "memory")
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -797,6 +797,85 @@ def bench_memory(ctx: Ctx) -> Section:
     return sec
 
 
+# -- 6c. extract on Dask ---------------------------------------------------------------------
+
+
+def bench_dask(ctx: Ctx) -> Section:
+    n, partitions, limit, delay = (40, 4, 2, 0.05) if ctx.smoke else (400, 8, 2, 0.05)
+    impls = {  # impl: (driver impl, worker processes, limit per gateway)
+        "pandas": ("pandas", 0, limit),
+        "dask 1 worker": ("dask-1", 1, limit),
+        "dask 2 workers": ("dask-2", 2, limit),
+        "dask 2 workers, 2x limit": ("dask-2", 2, 2 * limit),
+    }
+    sec = Section(
+        "dask",
+        f"6c. extract on Dask: {n} rows, 2 gateways (limit {limit} each, {delay * 1000:.0f} ms)",
+        f"`extract(ddf, Person, client=[config_1, config_2])` of {n} fresh rows in {partitions} "
+        "partitions, computed on a `LocalCluster` of 1 or 2 worker processes (2 threads each, "
+        "started and warmed up before the clock), every request holding a lease of its gateway's "
+        "`distributed.Semaphore`; `pandas` is the same call on a pandas Series in one process "
+        f"(no Dask). Two gateways in their own processes answer after {delay}s; the ideal is "
+        f"2 x limit / {delay}s rows/s. The last row doubles both gateways' limits.",
+    )
+    with gateway(first_byte_delay=delay) as g1, gateway(first_byte_delay=delay) as g2:
+        peaks: dict[str, list[int]] = {}
+
+        def run(impl: str, python: str) -> dict[str, Any]:
+            driver, _, lim = impls[impl]
+            for g in (g1, g2):
+                g.cmd(op="reset")
+                g.cmd(op="configure", changes={"max_nonstreaming": lim})
+            payload = json.dumps(
+                {"gateways": [[g1.url, g1.key], [g2.url, g2.key]], "n": n, "partitions": partitions}
+            )
+            out = subprocess.run(
+                [python, str(HERE / "_dask_driver.py"), driver, payload],
+                capture_output=True,
+                text=True,
+                cwd=HERE,
+                timeout=900,
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"dask/{impl} failed:\n{out.stderr[-3000:]}")
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            stats = [g.cmd(op="stats") for g in (g1, g2)]
+            peaks.setdefault(impl, []).extend(s["peak"]["nonStreaming"] for s in stats)
+            res["rejected"] = sum(s["rejected"] for s in stats)
+            res["cpu"] = res["gateway_cpu"] = 0.0
+            return res
+
+        results = interleaved(ctx, [(i, sys.executable) for i in impls], run)
+    sec.header = ("impl", "workers", "limit / gateway", "rows/s", "ideal rows/s", "vs ideal",
+                  "peak / gateway", "429s", "rows ok")  # fmt: skip
+    rate = {impl: n / med(results, impl, "wall") for impl in impls}
+    for impl, (_, workers, lim) in impls.items():
+        ideal = 2 * lim / delay
+        ok = min(r["rows"] - r["errors"] for r in results[impl])
+        sec.rows.append((impl, str(workers or "-"), str(lim), f"{rate[impl]:.1f}", f"{ideal:.0f}",
+                         f"{rate[impl] / ideal:.2f}x", str(max(peaks[impl])),
+                         str(sum(r["rejected"] for r in results[impl])), str(ok)))  # fmt: skip
+    judge = not ctx.smoke
+    two_vs_one = rate["dask 2 workers"] / rate["dask 1 worker"]
+    doubled = rate["dask 2 workers, 2x limit"] / rate["dask 2 workers"]
+    vs_ideal = rate["dask 2 workers"] / (2 * limit / delay)
+    sec.target("2 workers vs 1 worker (rows/s ratio)", f"{two_vs_one:.2f}x", None)
+    sec.target(
+        "2 workers >= 0.7x ideal 2L/t", f"{vs_ideal:.2f}x", (vs_ideal >= 0.7) if judge else None
+    )
+    sec.target(
+        "2x gateway limit -> >= 1.6x rows/s", f"{doubled:.2f}x", (doubled >= 1.6) if judge else None
+    )
+    within = all(max(peaks[i]) <= impls[i][2] for i in impls)
+    rejected = sum(r["rejected"] for rs in results.values() for r in rs)
+    sec.target("peak <= limit per gateway, no 429", f"{rejected} 429s", within and rejected == 0)
+    lost = sum(
+        r["rows"] - r["errors"] != n or not r["unique"] for rs in results.values() for r in rs
+    )
+    sec.target("every row once, no error", f"{lost} runs with a lost row", lost == 0)
+    return sec
+
+
 RUNNERS: dict[str, Callable[[Ctx], Section]] = {
     "seq": bench_seq,
     "conc": bench_conc,
@@ -805,6 +884,7 @@ RUNNERS: dict[str, Callable[[Ctx], Section]] = {
     "magic": bench_magic,
     "extract": bench_extract,
     "storm": bench_storm,
+    "dask": bench_dask,
     "memory": bench_memory,
 }
 

@@ -371,6 +371,11 @@ def retry_failed(
     frame = result if result is not None else last_result
     if frame is None:
         raise invalid("retry_failed() needs the frame of an extract call (none ran yet)")
+    if is_dask(frame) or "group" in frame.attrs.get("koine", {}):
+        raise invalid(
+            "this is the result of extract on Dask input: compute that extraction again (rows "
+            "answered before come from the ledger, failed ones are sent again)"
+        )
     run_id = frame.attrs.get("koine", {}).get("run_id")
     known = _CALLS.get(run_id) if isinstance(run_id, str) else None
     if known is None:

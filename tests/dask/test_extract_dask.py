@@ -20,7 +20,7 @@ from dask.diagnostics import ProgressBar
 from distributed import Client, Semaphore, get_task_stream
 from pydantic import BaseModel
 
-from koine_jupyter.extraction import extract, parquet_schema, totals
+from koine_jupyter.extraction import estimate, extract, parquet_schema, retry_failed, totals
 from koine_jupyter.extraction._leases import semaphore_name
 from koine_sdk import KoineConfig, KoineError, create_koine_sync
 from koine_sdk.ledger import open_ledger
@@ -118,6 +118,12 @@ def test_a_one_column_frame_is_its_column_and_bad_arguments_fail_before_any_task
                 extract(dd.from_pandas(texts(4), npartitions=2), Place, **kwargs)
             assert info.value.code == "INVALID_ARGUMENT", kwargs
             assert needle in info.value.message, (kwargs, info.value.message)
+    with pytest.raises(KoineError, match="extracted by extract"):
+        estimate(out, Place)  # pandas only: a sample of it, e.g. ddf["text"].head(1000)
+    with pytest.raises(KoineError, match="compute that extraction again"):
+        retry_failed(out)
+    with pytest.raises(KoineError, match="compute that extraction again"):
+        retry_failed(out.compute())
     two = dd.from_pandas(pd.DataFrame({"a": ["x"], "b": ["y"]}), npartitions=1)
     with pytest.raises(KoineError, match="DataFrame of 2 columns"):
         extract(two, Place, client=configs)

@@ -58,7 +58,7 @@ def main() -> None:
                 threads_per_worker=2,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address=":0",  # its HTTP server on a free port, never 8787
                 silence_logs=logging.ERROR,
             ) as cluster,
             Client(cluster),

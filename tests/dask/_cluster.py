@@ -8,6 +8,7 @@ worker does not wait half a minute; a worker's event loop refreshes its leases e
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import dask
 from distributed import Client, LocalCluster
@@ -23,16 +24,19 @@ LEASES = {
 }
 
 
-def start_cluster(*, set_as_default: bool = True) -> tuple[LocalCluster, Client]:
-    """The cluster and a client of it (the default client unless told)."""
+def start_cluster(ledger: Path, *, set_as_default: bool = True) -> tuple[LocalCluster, Client]:
+    """The cluster and a client of it (the default client unless told). The workers' default
+    ledger (``KOINE_LEDGER``) is ``ledger``: never the user's, nor the one the rest of the test
+    run (and the notebooks) share."""
     with dask.config.set(LEASES):
         cluster = LocalCluster(
             n_workers=2,
             threads_per_worker=2,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # its HTTP server on a free port, never 8787
             silence_logs=logging.ERROR,
+            env={"KOINE_LEDGER": str(ledger)},
         )
         return cluster, Client(cluster, set_as_default=set_as_default)
 

@@ -16,9 +16,9 @@ from distributed import Client
 
 
 @pytest.fixture(scope="session")
-def dask_client() -> Iterator[Client]:
+def dask_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """A client of the folder's cluster (the default client while it lives)."""
-    cluster, client = start_cluster()
+    cluster, client = start_cluster(tmp_path_factory.mktemp("dask") / "workers.sqlite3")
     try:
         yield client
     finally:

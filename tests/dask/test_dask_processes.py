@@ -81,7 +81,7 @@ def test_workers_forked_after_the_parent_extracted_run_their_own_loop(
     assert before["error"].isna().all()  # the parent's extraction loop thread now runs
     _MARKS.append("before the fork")
     with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
-        cluster, client = start_cluster(set_as_default=False)
+        cluster, client = start_cluster(tmp_path / "workers.sqlite3", set_as_default=False)
     try:
         assert all(client.run(_forked).values())  # the workers are forks of this process
         source = pd.Series([f"forked {i}" for i in range(40)], name="text")

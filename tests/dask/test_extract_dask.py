@@ -145,6 +145,22 @@ def test_empty_input_gives_an_empty_frame_of_the_same_dtypes(
     assert object_requests(gateways) == 0
 
 
+def test_by_default_each_worker_records_in_its_own_default_ledger(
+    dask_client: Client, gateways: list[LocalGateway]
+) -> None:
+    out = extract(
+        dd.from_pandas(texts(8, tag=" default ledger"), npartitions=2),
+        Place,
+        client=configs_of(gateways),
+    )
+    assert out.compute()["error"].isna().all()
+    where = set(dask_client.run(lambda: os.environ["KOINE_LEDGER"]).values())
+    assert len(where) == 1 and where != {os.environ["KOINE_LEDGER"]}  # the workers', not ours
+    groups = open_ledger(where.pop()).query("SELECT params FROM runs")
+    assert sum(totals(out)["group"] in params for (params,) in groups) == 2  # one per partition
+    assert totals(out)["requests"] == 8 and totals(out)["partitions"] == 2
+
+
 def test_a_wrong_key_fails_the_compute_at_once_with_auth_invalid(
     dask_client: Client, gateways: list[LocalGateway], tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ def ip(koine_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interact
     monkeypatch.setenv("KOINE_BASE_URL", koine_gateway.base_url)
     monkeypatch.setenv("KOINE_AUTH_KEY", koine_gateway.auth_key)
     monkeypatch.delenv("KOINE_DISPLAY", raising=False)
+    monkeypatch.delenv("KOINE_REPLAY", raising=False)  # %koine replay sets it: undone after
     start_ipython()  # once per process; later calls return None
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "koine_jupyter")

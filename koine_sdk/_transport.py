@@ -201,6 +201,10 @@ class Transport:
     def _http(self) -> httpx.AsyncClient:
         if self._closed:
             raise KoineError("this client is closed", "CLIENT_CLOSED")
+        if not self.config.base_url:  # a strict-replay client made without a gateway
+            raise KoineError(
+                "no gateway URL: this client answers from the ledger only", "INVALID_CONFIG"
+            )
         if not self._own_client:
             assert self._client is not None
             return self._client

@@ -3,8 +3,9 @@
 The notebooks under notebooks/ are re-executed by nbval in kernels that inherit this
 process's environment. Their saved outputs were made on the offline local gateway in a
 plain kernel, so a run must not pick up a real gateway (KOINE_BASE_URL/KOINE_AUTH_KEY: the
-outputs would differ and it would spend tokens), a forced display mode (KOINE_DISPLAY) or an
-editor's markers that make views choose widgets (VSCODE_PID, JPY_SESSION_NAME).
+outputs would differ and it would spend tokens), a forced display mode (KOINE_DISPLAY), a
+record/replay mode (KOINE_REPLAY) or an editor's markers that make views choose widgets
+(VSCODE_PID, JPY_SESSION_NAME).
 
 The ledger (koine_sdk.ledger) must never be the user's own: KOINE_LEDGER points at a fresh file
 in a temporary folder for the whole run (kernels inherit it; tests/conftest.py gives each test
@@ -26,6 +27,7 @@ for _name in (
     "KOINE_BASE_URL",
     "KOINE_AUTH_KEY",
     "KOINE_DISPLAY",
+    "KOINE_REPLAY",
     "VSCODE_PID",
     "JPY_SESSION_NAME",
 ):

@@ -16,6 +16,7 @@ Sync (scripts, notebooks, threads)::
 from ._config import KoineConfig
 from ._loop import LoopThread
 from ._partial import json_schema
+from ._replay import ReplayMode
 from ._streams import StreamWarning
 from ._version import __version__
 from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
@@ -47,6 +48,7 @@ __all__ = [
     "KoineError",
     "KoineUsage",
     "LoopThread",
+    "ReplayMode",
     "StreamObjectResult",
     "StreamTextResult",
     "StreamWarning",

@@ -75,10 +75,28 @@ class KoineConfig:
             model=model if model is not None else (os.environ.get(ENV_MODEL) or None),
         )
 
-    def validated(self) -> KoineConfig:
+    def validated(self, *, gateway_required: bool = True) -> KoineConfig:
         """Check every field; raise ``KoineError("INVALID_CONFIG")`` naming what is wrong.
 
-        Returns the config with ``base_url`` normalised (no trailing slash)."""
+        Returns the config with ``base_url`` normalised (no trailing slash). With
+        ``gateway_required=False`` (a client in strict replay, which never sends a request) an
+        empty ``base_url`` and ``auth_key`` are accepted; given ones are still checked."""
+        if not gateway_required:
+            empty_url = not (isinstance(self.base_url, str) and self.base_url.strip())  # pyright: ignore[reportUnnecessaryIsInstance]
+            empty_key = not (isinstance(self.auth_key, str) and self.auth_key.strip())  # pyright: ignore[reportUnnecessaryIsInstance]
+            if empty_url or empty_key:
+                stand_in = KoineConfig(
+                    base_url="http://localhost" if empty_url else self.base_url,
+                    auth_key="-" if empty_key else self.auth_key,
+                    timeout=self.timeout,
+                    model=self.model,
+                ).validated()
+                return KoineConfig(
+                    base_url="" if empty_url else stand_in.base_url,
+                    auth_key="" if empty_key else stand_in.auth_key,
+                    timeout=stand_in.timeout,
+                    model=stand_in.model,
+                )
         base_url = self.base_url
         if not isinstance(base_url, str) or not base_url.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
             raise KoineError(

@@ -6,16 +6,21 @@ feeds the state machine (``_streams``); :class:`StreamTextResult` and
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ._sse import ServerSentEvent
 from ._streams import ObjectStreamState, StreamState, StreamWarning, TextStreamState
 from ._transport import Transport
 from .errors import KoineError
-from .types import KoineUsage
+from .types import KoineUsage, Source
+
+if TYPE_CHECKING:
+    from ._replay import Recording, Replayer
 
 __all__ = ["StreamObjectResult", "StreamTextResult"]
 
@@ -28,9 +33,19 @@ class _BaseStream(Generic[S]):
     the state machine; items not yet taken by the user wait in ``_pending``."""
 
     def __init__(
-        self, transport: Transport, path: str, body: bytes, timeout: float | None, state: S
+        self,
+        transport: Transport,
+        path: str,
+        body: bytes,
+        timeout: float | None,
+        state: S,
+        replay: Replayer | None = None,
     ) -> None:
         self._transport = transport
+        self._replay = replay
+        self._started: float | None = None
+        self._source: Source = "live"
+        self._ledger_key: str | None = None
         self._path = path
         self._body = body
         self._timeout = timeout
@@ -47,10 +62,58 @@ class _BaseStream(Generic[S]):
         if self._entered:
             raise KoineError("a stream can be entered once", "INVALID_ARGUMENT")
         self._entered = True
-        cm = self._transport.stream_events(self._path, self._body, timeout=self._timeout)
+        recording = self._replay.find(self._path, self._body) if self._replay else None
+        if recording is not None and self._replay is not None:
+            why = self._unusable(recording)
+            if why:
+                self._replay.unusable(self._path, self._body, why)
+                recording = None
+        if recording is not None:
+            cm: Any = recording.stream_events(self._path)
+            self._source, self._ledger_key = "replay", recording.key
+        else:
+            self._started = time.time()
+            cm = self._transport.stream_events(self._path, self._body, timeout=self._timeout)
         self._events = await cm.__aenter__()
         self._cm = cm
         return self
+
+    def _unusable(self, recording: Recording) -> str:
+        """Why ``recording`` cannot answer this stream ("" when it can)."""
+        return ""
+
+    def _answer(self) -> tuple[str, str | None] | None:
+        """After a proper end: the answer to record (answer, raw text), ``None`` for none;
+        raises the stream's error when it did not succeed."""
+        raise NotImplementedError
+
+    def _settle(self) -> None:
+        """The stream ended (``_finished`` was just set): write a live stream's complete answer
+        to the ledger, or a failure that was paid for; never an incomplete answer."""
+        replay = self._replay
+        if replay is None or not replay.records or self._source == "replay":
+            return
+        failure = self._failure
+        if failure is None:
+            try:
+                answer = self._answer()
+            except KoineError as exc:
+                failure = exc
+            else:
+                if answer is not None:
+                    self._ledger_key = replay.record_answer(
+                        self._path,
+                        self._body,
+                        answer=answer[0],
+                        raw_text=answer[1],
+                        usage=self._state.usage,
+                        session_id=self._state.session_id,
+                        started=self._started,
+                    )
+                return
+        replay.record_failure(
+            self._path, self._body, failure, started=self._started, usage=self._state.usage
+        )
 
     async def __aexit__(
         self,
@@ -102,6 +165,7 @@ class _BaseStream(Generic[S]):
                     self._state.end_of_body()
                 except KoineError as exc:
                     self._failure = exc
+                self._settle()
                 await self.aclose()
                 return
             except KoineError as exc:
@@ -110,6 +174,7 @@ class _BaseStream(Generic[S]):
                 # the cause to report.
                 error = self._state.error
                 self._failure = error if error and exc.code == "STREAM_INCOMPLETE" else exc
+                self._settle()
                 await self.aclose()
                 return
             feed, append = self._feed, self._pending.append
@@ -121,6 +186,7 @@ class _BaseStream(Generic[S]):
             except KoineError as exc:
                 self._finished = True
                 self._failure = exc
+                self._settle()
                 await self.aclose()
                 return
 
@@ -171,6 +237,18 @@ class _BaseStream(Generic[S]):
         return self._state.session_or_raise()
 
     @property
+    def source(self) -> Source:
+        """``"replay"`` when the ledger answers this stream (``replay=`` of the client: nothing
+        is sent; known once the stream is entered), else ``"live"``."""
+        return self._source
+
+    @property
+    def ledger_key(self) -> str | None:
+        """The answer's key in the ledger: once it was replayed (on entry) or recorded (at its
+        end); ``None`` otherwise."""
+        return self._ledger_key
+
+    @property
     def provisional_session_id(self) -> str | None:
         """The ``session`` event's id, known early. On a new conversation it is NOT the
         resumable id; use ``await r.session_id()`` for the next turn."""
@@ -191,6 +269,12 @@ class StreamTextResult(_BaseStream[TextStreamState]):
 
     def _feed(self, event: ServerSentEvent) -> str | None:
         return self._state.feed(event)
+
+    def _answer(self) -> tuple[str, str | None] | None:
+        self._state.check_result()
+        if not self._state.keeps_text:
+            return None  # keep_text=False holds nothing to record (memory stays flat)
+        return self._state.text, None
 
     @property
     def text_stream(self) -> AsyncIterator[str]:
@@ -215,6 +299,18 @@ class StreamObjectResult(_BaseStream[ObjectStreamState[T]], Generic[T]):
 
     def _feed(self, event: ServerSentEvent) -> Any | None:
         return self._state.feed(event)
+
+    def _unusable(self, recording: Recording) -> str:
+        return (
+            ""
+            if recording.fits(self._state.parser)
+            else "the recorded answer no longer fits the schema"
+        )
+
+    def _answer(self) -> tuple[str, str | None] | None:
+        self._state.check_result()
+        self._state.final_object()  # validated: an object that fails its schema is no answer
+        return json.dumps(self._state.object_data, ensure_ascii=False), self._state.raw_text
 
     @property
     def partial_object_stream(self) -> AsyncIterator[Any]:

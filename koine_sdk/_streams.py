@@ -243,6 +243,11 @@ class TextStreamState(StreamState):
         return None
 
     @property
+    def keeps_text(self) -> bool:
+        """Whether the text is kept (``keep_text=True``)."""
+        return self._keep
+
+    @property
     def text(self) -> str:
         """All text received so far."""
         if not self._keep:
@@ -261,11 +266,20 @@ class TextStreamState(StreamState):
 class ObjectStreamState(StreamState, Generic[T]):
     """``/stream-object``: partial objects, then the final ``object``."""
 
-    __slots__ = ("_builder", "_parser", "has_object", "object_data", "partial", "raw_text")
+    __slots__ = (
+        "_builder",
+        "_final",
+        "_parser",
+        "has_object",
+        "object_data",
+        "partial",
+        "raw_text",
+    )
 
     def __init__(self, parser: PartialParser[T]) -> None:
         super().__init__()
         self._parser = parser
+        self._final: tuple[T] | None = None  # the validated object, once validated
         self._builder = PartialBuilder(parser)
         self.raw_text: str = ""  # the JSON text accumulated so far (``partial``)
         self.partial: Any = None  # the latest partial view
@@ -326,8 +340,17 @@ class ObjectStreamState(StreamState, Generic[T]):
             raise KoineError(
                 "the stream ended without an 'object' event: no final object", "NO_OBJECT"
             )
+        if self._final is not None:
+            return self._final[0]
         try:
-            return self._parser.validate_final(self.object_data, self.raw_text)
+            final = self._parser.validate_final(self.object_data, self.raw_text)
         except KoineError as exc:
             exc.usage = self.usage
             raise
+        self._final = (final,)
+        return final
+
+    @property
+    def parser(self) -> PartialParser[T]:
+        """The schema's parser (validates the final object)."""
+        return self._parser

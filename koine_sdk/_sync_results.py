@@ -16,7 +16,7 @@ from ._loop import LoopThread
 from ._results import StreamObjectResult, StreamTextResult
 from ._streams import StreamWarning
 from .errors import KoineError
-from .types import KoineUsage
+from .types import KoineUsage, Source
 
 __all__ = ["SyncStreamObjectResult", "SyncStreamTextResult"]
 
@@ -168,6 +168,17 @@ class _SyncStream(Generic[A]):
     @property
     def provisional_session_id(self) -> str | None:
         return self._astream.provisional_session_id
+
+    @property
+    def source(self) -> Source:
+        """``"replay"`` when the ledger answers this stream (see
+        :attr:`StreamTextResult.source`)."""
+        return self._astream.source
+
+    @property
+    def ledger_key(self) -> str | None:
+        """The answer's key in the ledger (see :attr:`StreamTextResult.ledger_key`)."""
+        return self._astream.ledger_key
 
     @property
     def warnings(self) -> list[StreamWarning]:

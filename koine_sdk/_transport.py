@@ -29,6 +29,11 @@ __all__ = ["MAX_RETRY_AFTER", "Transport", "build_body"]
 _USER_AGENT = f"koine-sdk-python/{__version__}"
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_CONNECTIONS = 200
+# A pooled connection idle this long is not reused. Servers close idle keep-alive connections
+# after a few seconds (Node's default, the real gateway's runtime: 5 s; uvicorn: 5 s); httpx's
+# own default is also 5 s, so a request could go out on a connection the server was closing at
+# that very moment and fail with "server disconnected". Expiring first avoids that race.
+KEEPALIVE_EXPIRY = 4.0
 # After ``done`` the gateway ends the body at once; a server that keeps talking is cut off.
 _DRAIN_AFTER_DONE_SECONDS = 2.0
 MAX_RETRY_AFTER = 60.0
@@ -196,6 +201,10 @@ class Transport:
     def _http(self) -> httpx.AsyncClient:
         if self._closed:
             raise KoineError("this client is closed", "CLIENT_CLOSED")
+        if not self.config.base_url:  # a strict-replay client made without a gateway
+            raise KoineError(
+                "no gateway URL: this client answers from the ledger only", "INVALID_CONFIG"
+            )
         if not self._own_client:
             assert self._client is not None
             return self._client
@@ -206,7 +215,11 @@ class Transport:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client.is_closed:
             # A pool of a loop that is gone cannot be closed from here; drop it.
-            limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=50)
+            limits = httpx.Limits(
+                max_connections=_MAX_CONNECTIONS,
+                max_keepalive_connections=50,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            )
             self._client = httpx.AsyncClient(
                 timeout=self.config.timeout,
                 verify=_ssl_context(),

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 import httpx
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from ._config import KoineConfig
 from ._limits import check_arguments
 from ._partial import parser_for
 from ._repair import repair_prompt
+from ._replay import Replayer, ReplayMode, replay_mode
 from ._results import StreamObjectResult, StreamTextResult
 from ._streams import ObjectStreamState, TextStreamState
 from ._transport import Transport, build_body
@@ -27,6 +29,9 @@ from .types import (
     KoineUsage,
     _GenerateObjectWire,  # pyright: ignore[reportPrivateUsage]
 )
+
+if TYPE_CHECKING:
+    from .ledger import Ledger, LedgerSpec
 
 __all__ = ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"]
 
@@ -94,16 +99,34 @@ class KoineClient:
         *,
         max_retries: int = 0,
         http_client: httpx.AsyncClient | None = None,
+        replay: ReplayMode | str | None = None,
+        ledger: LedgerSpec = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise KoineError(
                 f"max_retries must be a whole number >= 0 (got {max_retries!r})", "INVALID_CONFIG"
             )
-        self.config = config.validated()
+        mode = replay_mode(replay)
+        # Strict replay never sends a request: it needs no gateway (an offline re-run).
+        self.config = config.validated(gateway_required=mode != "strict")
+        self._replay = Replayer(mode, ledger)
         self._transport = Transport(self.config, max_retries=max_retries, http_client=http_client)
 
     def __repr__(self) -> str:
-        return f"KoineClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
+        replay = f", replay={self.replay!r}" if self.replay != "off" else ""
+        return (
+            f"KoineClient(base_url={self.config.base_url!r}, model={self.config.model!r}{replay})"
+        )
+
+    @property
+    def replay(self) -> ReplayMode:
+        """How this client uses the ledger: ``off``, ``record``, ``replay`` or ``strict``."""
+        return self._replay.mode
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The ledger this client records to / replays from (``None`` with ``replay="off"``)."""
+        return self._replay.ledger
 
     async def __aenter__(self) -> Self:
         return self
@@ -176,14 +199,34 @@ class KoineClient:
         gateway's slot, but the real gateway lets that CLI run to its end (only streams are
         stopped on disconnect): the tokens are spent anyway."""
         timeout = _check_timeout(timeout)
-        body = self._body("/generate-text", prompt, system, session_id, allowed_tools, model)
-        _, content = await self._transport.request_json(
-            "POST", "/generate-text", body, timeout=timeout
-        )
+        path = "/generate-text"
+        body = self._body(path, prompt, system, session_id, allowed_tools, model)
+        recording = self._replay.find(path, body)
+        if recording is not None:
+            replayed = recording.text_result()
+            if replayed is not None:
+                return replayed
+            self._replay.unusable(path, body, "the recording has no session id and usage")
+        started = time.time()
         try:
-            return GenerateTextResult.model_validate_json(content)
-        except ValidationError:
-            raise _invalid_response("a generate-text result", content) from None
+            _, content = await self._transport.request_json("POST", path, body, timeout=timeout)
+            try:
+                result = GenerateTextResult.model_validate_json(content)
+            except ValidationError:
+                raise _invalid_response("a generate-text result", content) from None
+        except KoineError as exc:
+            self._replay.record_failure(path, body, exc, started=started)
+            raise
+        key = self._replay.record_answer(
+            path,
+            body,
+            answer=result.text,
+            raw_text=None,
+            usage=result.usage,
+            session_id=result.session_id,
+            started=started,
+        )
+        return result if key is None else result.model_copy(update={"ledger_key": key})
 
     def stream_text(
         self,
@@ -207,7 +250,7 @@ class KoineClient:
         timeout = _check_timeout(timeout)
         body = self._body("/stream", prompt, system, session_id, allowed_tools, model)
         state = TextStreamState(keep_text=keep_text)
-        return StreamTextResult(self._transport, "/stream", body, timeout, state)
+        return StreamTextResult(self._transport, "/stream", body, timeout, state, self._replay)
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -240,13 +283,48 @@ class KoineClient:
         timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
         json_schema = parser.json_schema()
-        ask, session = prompt, session_id
+        path = "/generate-object"
+        body = self._body(path, prompt, system, session_id, allowed_tools, model, json_schema)
+        recording = self._replay.find(path, body)
+        if recording is not None:
+            replayed = recording.object_result(parser)
+            if replayed is not None:
+                return replayed
+            self._replay.unusable(path, body, "the recorded answer no longer fits the schema")
+        started = time.time()
+        try:
+            result, answer = await self._object_attempts(
+                body, parser, system, allowed_tools, model, timeout, repairs
+            )
+        except KoineError as exc:
+            self._replay.record_failure(path, body, exc, started=started)
+            raise
+        key = self._replay.record_answer(
+            path,
+            body,
+            answer=answer,
+            raw_text=result.raw_text,
+            usage=result.usage,
+            session_id=result.session_id,
+            attempts=result.attempts,
+            started=started,
+        )
+        return result if key is None else result.model_copy(update={"ledger_key": key})
+
+    async def _object_attempts(
+        self,
+        body: bytes,
+        parser: Any,
+        system: str | None,
+        allowed_tools: Sequence[str] | None,
+        model: str | None,
+        timeout: float | None,
+        repairs: int,
+    ) -> tuple[GenerateObjectResult[Any], str]:
+        """The repair loop: the result and the last answer's object as JSON."""
         attempts = 0
         total: KoineUsage | None = None
         while True:
-            body = self._body(
-                "/generate-object", ask, system, session, allowed_tools, model, json_schema
-            )
             try:
                 _, content = await self._transport.request_json(
                     "POST", "/generate-object", body, timeout=timeout
@@ -271,16 +349,24 @@ class KoineClient:
                 exc.usage, exc.attempts = total, attempts
                 if attempts > repairs:
                     raise
-                ask, session = repair_prompt(exc), wire.session_id
+                body = self._body(
+                    "/generate-object",
+                    repair_prompt(exc),
+                    system,
+                    wire.session_id,
+                    allowed_tools,
+                    model,
+                    parser.json_schema(),
+                )
                 continue
-            result: GenerateObjectResult[T] = GenerateObjectResult(
+            result: GenerateObjectResult[Any] = GenerateObjectResult(
                 object=obj,
                 raw_text=wire.raw_text,
                 usage=total,
                 session_id=wire.session_id,
                 attempts=attempts,
             )
-            return result
+            return result, json.dumps(wire.object, ensure_ascii=False)
 
     def stream_object(
         self,
@@ -304,7 +390,12 @@ class KoineClient:
             "/stream-object", prompt, system, session_id, allowed_tools, model, parser.json_schema()
         )
         return StreamObjectResult(
-            self._transport, "/stream-object", body, timeout, ObjectStreamState(parser)
+            self._transport,
+            "/stream-object",
+            body,
+            timeout,
+            ObjectStreamState(parser),
+            self._replay,
         )
 
     # -- health -----------------------------------------------------------------------------
@@ -323,7 +414,13 @@ class KoineClient:
 
 @overload
 def create_koine(
-    config: KoineConfig, /, *, max_retries: int = ..., http_client: httpx.AsyncClient | None = ...
+    config: KoineConfig,
+    /,
+    *,
+    max_retries: int = ...,
+    http_client: httpx.AsyncClient | None = ...,
+    replay: ReplayMode | str | None = ...,
+    ledger: LedgerSpec = ...,
 ) -> KoineClient: ...
 @overload
 def create_koine(
@@ -336,6 +433,8 @@ def create_koine(
     model: str | None = ...,
     max_retries: int = ...,
     http_client: httpx.AsyncClient | None = ...,
+    replay: ReplayMode | str | None = ...,
+    ledger: LedgerSpec = ...,
 ) -> KoineClient: ...
 def create_koine(
     config: KoineConfig | None = None,
@@ -347,13 +446,24 @@ def create_koine(
     model: str | None = None,
     max_retries: int = 0,
     http_client: httpx.AsyncClient | None = None,
+    replay: ReplayMode | str | None = None,
+    ledger: LedgerSpec = None,
 ) -> KoineClient:
     """Create an async client. Pass a :class:`KoineConfig`, or keywords; what is not given
     comes from the environment (``KOINE_BASE_URL``, ``KOINE_AUTH_KEY``, ``KOINE_TIMEOUT``,
-    ``KOINE_MODEL``). The configuration is validated once, here (``INVALID_CONFIG``).
+    ``KOINE_MODEL``, ``KOINE_REPLAY``). The configuration is validated once, here
+    (``INVALID_CONFIG``).
 
     ``max_retries`` (default 0: the SDK does not retry) retries 429 answers, waiting
     ``Retry-After``, and connection failures, before any response was used.
+
+    ``replay`` (default ``$KOINE_REPLAY``, else ``"off"``) records answers in the ledger and
+    gives them back for identical requests: ``"record"`` writes every complete answer;
+    ``"replay"`` (or ``"on"``) answers recorded requests from the ledger without sending them
+    and sends (and records) the rest; ``"strict"`` answers from the ledger only, raising
+    ``REPLAY_MISS`` for a request never recorded (and needs no ``base_url`` / ``auth_key``).
+    ``ledger`` picks the ledger (default: ``KOINE_LEDGER``, else the user cache folder; a path,
+    a :class:`~koine_sdk.ledger.Ledger`, or ``False`` for one kept in this process).
     """
     if config is None:
         config = KoineConfig.from_env(
@@ -367,4 +477,6 @@ def create_koine(
         raise KoineError(
             "pass either a KoineConfig or keyword settings, not both", "INVALID_CONFIG"
         )
-    return KoineClient(config, max_retries=max_retries, http_client=http_client)
+    return KoineClient(
+        config, max_retries=max_retries, http_client=http_client, replay=replay, ledger=ledger
+    )

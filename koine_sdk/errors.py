@@ -45,6 +45,8 @@ ErrorCode = Literal[
     "NO_OBJECT",  # the object stream ended properly but without an ``object`` event
     "PROMPT_TOO_LARGE",  # one CLI argument would pass the OS limit (caught before sending)
     "CLIENT_CLOSED",  # the client was closed before or during the call
+    "REPLAY_MISS",  # strict replay: the request was never recorded (nothing was sent)
+    "LEDGER_ERROR",  # the ledger file cannot be opened, read or written
 ]
 
 _KNOWN_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
@@ -61,6 +63,10 @@ _HINTS: dict[str, str] = {
     ),
     "NOT_FOUND": "No such endpoint: check that base_url points at a Koine gateway.",
     "NETWORK_ERROR": "Could not talk to the gateway: is it running at base_url?",
+    "REPLAY_MISS": (
+        "Strict replay answers from the ledger only: record this request first "
+        "(replay='replay' or KOINE_REPLAY=replay sends what is missing and records it)."
+    ),
 }
 
 

@@ -29,7 +29,7 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ._config import KoineConfig
 from ._loop import LoopThread
@@ -37,6 +37,10 @@ from ._sync_results import SyncStreamObjectResult, SyncStreamTextResult
 from .client import KoineClient
 from .errors import KoineError
 from .types import GenerateObjectResult, GenerateTextResult, HealthStatus
+
+if TYPE_CHECKING:
+    from ._replay import ReplayMode
+    from .ledger import Ledger, LedgerSpec
 
 __all__ = [
     "LoopThread",
@@ -55,8 +59,10 @@ def _shut_down(runner: LoopThread, client: KoineClient) -> None:
     runner.close(client.aclose())
 
 
-def _unpickle(config: KoineConfig, max_retries: int) -> SyncKoineClient:
-    return SyncKoineClient(config, max_retries=max_retries)
+def _unpickle(
+    config: KoineConfig, max_retries: int, replay: str = "off", ledger: Any = None
+) -> SyncKoineClient:
+    return SyncKoineClient(config, max_retries=max_retries, replay=replay, ledger=ledger)
 
 
 class SyncKoineClient:
@@ -68,8 +74,15 @@ class SyncKoineClient:
     the same configuration).
     """
 
-    def __init__(self, config: KoineConfig, *, max_retries: int = 0) -> None:
-        self._async = KoineClient(config, max_retries=max_retries)
+    def __init__(
+        self,
+        config: KoineConfig,
+        *,
+        max_retries: int = 0,
+        replay: ReplayMode | str | None = None,
+        ledger: LedgerSpec = None,
+    ) -> None:
+        self._async = KoineClient(config, max_retries=max_retries, replay=replay, ledger=ledger)
         self.config = self._async.config
         self._runner = LoopThread(name="koine-sdk-loop")
         self._closed = False
@@ -77,10 +90,27 @@ class SyncKoineClient:
         self._finalizer = weakref.finalize(self, _shut_down, self._runner, self._async)
 
     def __repr__(self) -> str:
-        return f"SyncKoineClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
+        replay = f", replay={self.replay!r}" if self.replay != "off" else ""
+        return (
+            f"SyncKoineClient(base_url={self.config.base_url!r}, model={self.config.model!r}"
+            f"{replay})"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_unpickle, (self.config, self._async.max_retries))
+        ledger = self.ledger
+        # A ledger file travels by its path; an in-memory one cannot (the copy gets its own).
+        where: Any = None if ledger is None else (ledger.path or False)
+        return (_unpickle, (self.config, self._async.max_retries, self.replay, where))
+
+    @property
+    def replay(self) -> ReplayMode:
+        """See :attr:`KoineClient.replay`."""
+        return self._async.replay
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """See :attr:`KoineClient.ledger`."""
+        return self._async.ledger
 
     def __enter__(self) -> Self:
         return self
@@ -279,8 +309,11 @@ def create_koine_sync(
     timeout: float | None = None,
     model: str | None = None,
     max_retries: int = 0,
+    replay: ReplayMode | str | None = None,
+    ledger: LedgerSpec = None,
 ) -> SyncKoineClient:
-    """Create a sync client; arguments and environment fallback as :func:`create_koine`."""
+    """Create a sync client; arguments and environment fallback as :func:`create_koine`
+    (``replay=`` and ``ledger=`` included)."""
     if config is None:
         config = KoineConfig.from_env(
             base_url=base_url, auth_key=auth_key, timeout=timeout, model=model
@@ -294,4 +327,4 @@ def create_koine_sync(
         raise KoineError(
             "pass either a KoineConfig or keyword settings, not both", "INVALID_CONFIG"
         )
-    return SyncKoineClient(config, max_retries=max_retries)
+    return SyncKoineClient(config, max_retries=max_retries, replay=replay, ledger=ledger)

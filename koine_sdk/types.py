@@ -19,6 +19,10 @@ __all__ = [
 
 T = TypeVar("T")
 
+Source = Literal["live", "replay"]
+"""Where an answer came from: the gateway (``"live"``) or the ledger (``"replay"``: nothing
+was sent, nothing paid)."""
+
 
 class _WireModel(BaseModel):
     model_config = ConfigDict(
@@ -45,11 +49,16 @@ class GenerateTextResult(_WireModel):
     """The answer of :meth:`KoineClient.generate_text`.
 
     ``session_id`` is the id to pass as ``session_id=`` to continue this conversation.
+    ``source`` is ``"replay"`` when the answer came from the ledger (``replay=``; ``usage`` is
+    then what it cost when it was recorded); ``ledger_key`` is its key in the ledger when it was
+    recorded or replayed (else ``None``).
     """
 
     text: str
     usage: KoineUsage
     session_id: str
+    source: Source = "live"
+    ledger_key: str | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -58,13 +67,16 @@ class GenerateTextResult(_WireModel):
 class GenerateObjectResult(_WireModel, Generic[T]):
     """The answer of :meth:`KoineClient.generate_object`: ``object`` is validated against the
     schema you passed; ``raw_text`` is the JSON text it was parsed from. ``attempts`` counts the
-    answers it took (more than 1 only with ``repairs=``), and ``usage`` sums them all."""
+    answers it took (more than 1 only with ``repairs=``), and ``usage`` sums them all.
+    ``source`` and ``ledger_key``: as in :class:`GenerateTextResult`."""
 
     object: T
     raw_text: str
     usage: KoineUsage
     session_id: str
     attempts: int = 1
+    source: Source = "live"
+    ledger_key: str | None = None
 
 
 class _GenerateObjectWire(_WireModel):  # pyright: ignore[reportUnusedClass]

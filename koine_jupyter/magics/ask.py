@@ -1,15 +1,14 @@
 """Asking: a prompt (a cell's body or a one-line ``%koine``) becomes one request, drawn live,
 and its answer becomes the cell's value.
 
-The flow is cut where a record/replay switch slots in: :func:`prepare` turns options and prompt
-into a :class:`Request` (references filled, schema resolved, session resumed); a *source*
-answers it — today the connection's sync client (:meth:`~.connection.Connection.source`); a
-ledger-backed replay source would answer there instead, through the same four calls
-(``generate_text``, ``stream_text``, ``generate_object``, ``stream_object``), and mark its
-answers ``source="replay"``; then
-:func:`deliver` records the session, fills ``--out`` and decides what the cell shows. A text
-answer carries its provenance (model, tokens, session, source, filled references) in its
-output's metadata (:meth:`~koine_jupyter.KoineAnswer.provenance`).
+The flow: :func:`prepare` turns options and prompt into a :class:`Request` (references filled,
+schema resolved, session resumed); a *source* answers it — the connection's sync client
+(:meth:`~.connection.Connection.source`), which answers from the ledger itself when replay is
+on (``%koine replay``: its results and streams say ``source="replay"``); then :func:`deliver`
+records the session, fills ``--out`` and decides what the cell shows. Every answer carries its
+provenance (source, model, tokens, session, ledger key; a text answer also its filled
+references) in its output's metadata, under ``"koine"``
+(:func:`~koine_jupyter.views.text.provenance`).
 
 After a failure ``--out VAR`` holds what arrived: a text cell's ``KoineAnswer`` with ``.error``
 set (``.complete`` is false; ``.interrupted`` only after Ctrl-C), a ``--schema`` cell's ``None``
@@ -30,6 +29,7 @@ from koine_sdk import KoineError
 from .._interpolate import interpolate, lookup
 from ..views import AnswerFormat, FrameView, KoineAnswer, ObjectView, TextView, to_dataframe
 from ..views._live import session_of
+from ..views.text import provenance
 from .args import AskOptions
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ class Outcome:
     session_id: str | None
     usage: KoineUsage | None
     printed: bool = False
+    metadata: dict[str, Any] | None = None  # provenance to attach (a text answer has its own)
 
 
 def resolve_schema(expr: str, namespace: dict[str, Any]) -> Any:
@@ -169,7 +170,13 @@ def _ask_text(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outc
                 "nothing until the answer is complete).",
             )
         answer = KoineAnswer(
-            r.text, usage=r.usage, session_id=r.session_id, references=p.references, **meta
+            r.text,
+            usage=r.usage,
+            session_id=r.session_id,
+            references=p.references,
+            source=r.source,
+            ledger_key=r.ledger_key,
+            **meta,
         )
         return Outcome(answer, r.session_id, r.usage)
     view = TextView(format=fmt, **_view_options(magics, p))
@@ -208,7 +215,8 @@ def _ask_object(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Ou
             _keep(magics, opts, None)
             magics.errors.interrupted(exc, "the request was stopped before its answer arrived.")
         result: Any = to_dataframe(r.object) if opts.df else r.object
-        return Outcome(result, r.session_id, r.usage)
+        origin = _provenance(p, r.source, r.usage, r.ledger_key)
+        return Outcome(result, r.session_id, r.usage, metadata=origin)
     options = _view_options(magics, p)
     view: ObjectView[Any] | FrameView = (
         FrameView(**options) if opts.df else ObjectView[Any](**options)
@@ -218,6 +226,7 @@ def _ask_object(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Ou
             with client.stream_object(schema=p.schema, **p.request.kwargs()) as stream:
                 result = view.consume(stream)
                 session_id = session_of(stream)
+                source, key = stream.source, stream.ledger_key
         except KeyboardInterrupt as exc:
             view.interrupted()
             _keep(magics, opts, view.partial)
@@ -230,7 +239,23 @@ def _ask_object(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Ou
             view.failed(exc)
             _keep(magics, opts, None)
             magics.errors.fail(exc, ctx)
-    return Outcome(result, session_id, view.usage, printed=view.mode == "text")
+    origin = _provenance(p, source, view.usage, key)
+    return Outcome(result, session_id, view.usage, printed=view.mode == "text", metadata=origin)
+
+
+def _provenance(
+    p: Prepared, source: str, usage: KoineUsage | None, key: str | None
+) -> dict[str, Any]:
+    info = provenance(
+        source=source,
+        model=p.model,
+        session=p.options.session,
+        usage=usage,
+        ledger_key=key,
+    )
+    if p.references:
+        info["references"] = list(p.references)
+    return info
 
 
 def deliver(magics: KoineMagics, p: Prepared, outcome: Outcome) -> Any:
@@ -249,6 +274,8 @@ def deliver(magics: KoineMagics, p: Prepared, outcome: Outcome) -> Any:
         # cell's value would repeat it, so only ``_`` and ``Out[n]`` get it.
         shell.displayhook.update_user_ns(outcome.result)
         return None
+    if outcome.metadata is not None:
+        magics.result_metadata.attach(shell, outcome.result, outcome.metadata)
     return outcome.result
 
 

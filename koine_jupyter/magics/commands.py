@@ -30,7 +30,7 @@ from koine_sdk import KoineError
 
 from ..views import choose_mode
 from .args import VARIABLE, flag, option, timeout_option, word
-from .connection import ENV_AUTH_KEY, ENV_BASE_URL
+from .connection import ENV_AUTH_KEY, ENV_BASE_URL, ENV_REPLAY
 
 if TYPE_CHECKING:
     from .core import KoineMagics
@@ -194,7 +194,7 @@ def _status(magics: KoineMagics, args: NoArgs) -> None:
     print(
         f"gateway: {shown}\nkey: {conn.key_state()}\nmodel: {magics.model or 'gateway default'}\n"
         f"display: {magics.display} (now: {choose_mode(magics.display)})\n"
-        f"sessions: {len(magics.sessions)}"
+        f"replay: {conn.shown_replay()}\nsessions: {len(magics.sessions)}"
     )
 
 
@@ -247,3 +247,76 @@ def _history(magics: KoineMagics, args: HistoryArgs) -> Any:
         return history(args.run, status="failed" if args.failed else None, limit=args.limit)
     except KoineError as exc:
         magics.fail(exc)
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+ENV_LEDGER = "KOINE_LEDGER"
+_REPLAY_MODES = {"on": "replay", "off": "off", "record": "record", "strict": "strict"}
+_REPLAY_SAYS = {
+    "off": "every cell asks the gateway; nothing is recorded.",
+    "record": "every cell asks the gateway, and every complete answer is recorded.",
+    "replay": "a cell recorded before is answered from the ledger (nothing is sent, nothing "
+    "paid); any other asks the gateway and is recorded.",
+    "strict": "every answer comes from the ledger; a cell never recorded fails (nothing is "
+    "sent, no gateway needed).",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayArgs:
+    mode: str | None = word("on, off, record or strict (none: show the mode).", metavar="MODE")
+    ledger: str | None = option(
+        "The ledger file to record to and replay from (default: $KOINE_LEDGER, else the user "
+        "cache folder); keep it beside the notebook to share the recordings.",
+        metavar="PATH",
+    )
+
+
+def _check_ledger(magics: KoineMagics) -> None:
+    """A mode that records or replays needs a usable ledger: said now, not at the next cell."""
+    from koine_sdk.ledger import ENV_LEDGER, default_location, open_ledger
+
+    if not magics.ledger and default_location() is None:
+        raise UsageError(
+            f"replay needs the ledger, but ${ENV_LEDGER} turns it off: set it to a file, or "
+            "name one with %koine replay MODE --ledger PATH"
+        )
+    try:
+        open_ledger(magics.ledger or None, fallback=False)
+    except KoineError as exc:
+        magics.fail(exc)
+
+
+@command(
+    "replay",
+    ReplayArgs,
+    "answers from the ledger: on (recorded cells replay, others are asked and recorded), off, "
+    "record, strict (the ledger only)",
+    "%koine replay [on|off|record|strict] [--ledger PATH]",
+)
+def _replay(magics: KoineMagics, args: ReplayArgs) -> None:
+    """Set the mode (and the ledger) of the magic, and ``$KOINE_REPLAY`` (and
+    ``$KOINE_LEDGER``) in this kernel: SDK clients and ``extract`` calls made in later cells
+    follow it too, as they follow ``%koine connect --local``."""
+    if args.mode is not None:
+        mode = _REPLAY_MODES.get(args.mode.lower())
+        if mode is None:
+            raise UsageError(f"%koine replay takes on, off, record or strict (got {args.mode!r})")
+        before = (magics.replay, magics.ledger)
+        if args.ledger is not None:
+            magics.ledger = args.ledger
+        magics.replay = "on" if mode == "replay" else mode
+        if mode != "off":
+            try:
+                _check_ledger(magics)
+            except BaseException:
+                magics.replay, magics.ledger = before
+                raise
+        os.environ[ENV_REPLAY] = mode
+    elif args.ledger is not None:
+        magics.ledger = args.ledger
+    if args.ledger is not None:
+        os.environ[ENV_LEDGER] = args.ledger
+    mode = magics.connection.replay_mode()
+    print(f"Replay: {magics.connection.shown_replay()}: {_REPLAY_SAYS.get(mode, '')}".rstrip())

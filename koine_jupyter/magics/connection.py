@@ -18,10 +18,22 @@ from koine_sdk import KoineError, SyncKoineClient, create_koine_sync
 if TYPE_CHECKING:
     from koine_sdk.testing import LocalGateway
 
-__all__ = ["ENV_AUTH_KEY", "ENV_BASE_URL", "Connection", "Settings", "check_url", "shown_url"]
+__all__ = [
+    "ENV_AUTH_KEY",
+    "ENV_BASE_URL",
+    "ENV_REPLAY",
+    "REPLAY_CHOICES",
+    "Connection",
+    "Settings",
+    "check_url",
+    "shown_url",
+]
 
 ENV_BASE_URL: Final = "KOINE_BASE_URL"
 ENV_AUTH_KEY: Final = "KOINE_AUTH_KEY"
+ENV_REPLAY: Final = "KOINE_REPLAY"
+REPLAY_CHOICES: Final = ("auto", "off", "on", "replay", "record", "strict")
+"""``KoineMagics.replay``: ``auto`` follows ``$KOINE_REPLAY``; ``on`` is ``replay``."""
 
 
 class Settings(Protocol):
@@ -32,6 +44,8 @@ class Settings(Protocol):
     model: str | None
     timeout: float | None
     max_retries: int
+    replay: str
+    ledger: str
 
 
 def check_url(url: str, where: str = "the gateway URL") -> str:
@@ -105,6 +119,35 @@ class Connection:
     def key_env(self) -> str:
         return self._settings.auth_key_env or ENV_AUTH_KEY
 
+    def replay_mode(self) -> str:
+        """The replay mode in use: ``KoineMagics.replay``, else ``$KOINE_REPLAY``, else
+        ``off`` (``on`` reads ``replay``; an unknown name is refused by the client)."""
+        mode = self._settings.replay.lower()
+        if mode == "auto":
+            mode = os.environ.get(ENV_REPLAY, "").strip().lower() or "off"
+        return {"on": "replay", "0": "off", "false": "off", "no": "off", "none": "off"}.get(
+            mode, mode
+        )
+
+    def shown_replay(self) -> str:
+        """The replay mode and its ledger, for ``%koine status`` / ``%koine replay``."""
+        mode = self.replay_mode()
+        if mode == "off":
+            return "off"
+        client = self._client
+        ledger = client.ledger if client is not None else None
+        where = str(ledger.path or "in this process") if ledger is not None else self.ledger_spec()
+        return f"{'on' if mode == 'replay' else mode} (ledger: {where})"
+
+    def ledger_spec(self) -> str:
+        """The ledger replay uses, as configured (for display)."""
+        from koine_sdk.ledger import ENV_LEDGER, default_location
+
+        if self._settings.ledger:
+            return self._settings.ledger
+        where = default_location()
+        return str(where) if where is not None else f"none: ${ENV_LEDGER} turns it off"
+
     def uses_local(self) -> bool:
         """Whether the URL in use is the local gateway this connection started."""
         local = self.local
@@ -121,12 +164,12 @@ class Connection:
         """What must never be shown: the key in use."""
         return [self._client_key[1]] if self._client_key else []
 
-    def _auth_key(self) -> str:
+    def _auth_key(self, required: bool = True) -> str:
         if self.uses_local() and self._local_key:
             return self._local_key
         env = self.key_env()
         key = os.environ.get(env, "")
-        if not key:
+        if not key and required:
             raise KoineError(
                 f"no key: the environment variable {env} is not set "
                 "(set it, or name another one with %koine connect URL --key-env VAR)",
@@ -137,19 +180,25 @@ class Connection:
     # -- the client ------------------------------------------------------------------------
 
     def client(self) -> SyncKoineClient:
-        """The sync client for the current settings (made once, reused)."""
+        """The sync client for the current settings (made once, reused). In strict replay no
+        request is sent, so no gateway URL or key is needed."""
+        mode = self.replay_mode()
+        strict = mode == "strict"
         base_url = self.base_url()
-        if not base_url:
+        if not base_url and not strict:
             raise KoineError(
                 f"no gateway URL: set {ENV_BASE_URL}, %config KoineMagics.base_url = URL, "
                 "or %koine connect URL (or %koine connect --local)",
                 "INVALID_CONFIG",
             )
-        where = "KoineMagics.base_url" if self._settings.base_url else f"${ENV_BASE_URL}"
-        check_url(base_url, where)
-        key = self._auth_key()
+        if base_url:
+            where = "KoineMagics.base_url" if self._settings.base_url else f"${ENV_BASE_URL}"
+            check_url(base_url, where)
+        key = self._auth_key(required=not strict)
         s = self._settings
-        settings = (base_url, key, s.timeout, s.model, s.max_retries)
+        ledger = s.ledger or None
+        env_ledger = os.environ.get("KOINE_LEDGER")  # read by the client when ledger is None
+        settings = (base_url, key, s.timeout, s.model, s.max_retries, mode, ledger, env_ledger)
         if self._client is None or self._client_key != settings:
             self.reset()
             self._client = create_koine_sync(
@@ -158,13 +207,15 @@ class Connection:
                 timeout=s.timeout,
                 model=s.model,
                 max_retries=s.max_retries,
+                replay=mode,
+                ledger=ledger,
             )
             self._client_key = settings
         return self._client
 
     def source(self) -> SyncKoineClient:
-        """What answers the magic's requests: the client. (The seam of a record/replay switch:
-        a ledger-backed source with the same four calls would be returned here instead.)"""
+        """What answers the magic's requests: the client, which answers from the ledger itself
+        when replay is on (``KoineMagics.replay``; its results say ``source="replay"``)."""
         return self.client()
 
     def reset(self) -> None:

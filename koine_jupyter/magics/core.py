@@ -31,8 +31,9 @@ from .args import (
 )
 from .ask import ask
 from .commands import COMMANDS, Command
-from .connection import ENV_AUTH_KEY, ENV_BASE_URL, Connection, Settings
+from .connection import ENV_AUTH_KEY, ENV_BASE_URL, REPLAY_CHOICES, Connection, Settings
 from .errors import ErrorContext, ErrorRenderer
+from .metadata import ResultMetadata
 
 if TYPE_CHECKING:
     from .ask import Prepared
@@ -91,15 +92,28 @@ class KoineMagics(Magics):
         0, help="Retries of a busy (429) gateway or a failed connection, per request."
     ).tag(config=True)
     interpolate = Bool(True, help="Fill {name} references in prompts.").tag(config=True)
+    replay = CaselessStrEnum(
+        list(REPLAY_CHOICES),
+        default_value="auto",
+        help="Answers from the ledger: off; record (ask the gateway, record every answer); on "
+        "(answer recorded requests from the ledger, ask and record the rest); strict (the "
+        "ledger only: an unrecorded request fails). 'auto' honours KOINE_REPLAY, else off.",
+    ).tag(config=True)
+    ledger = Unicode(
+        "",
+        help="The ledger file replay records to and answers from (empty: KOINE_LEDGER, else "
+        "the user cache folder).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # set before the traits: loading the configuration may already call the observers
         self.sessions = SessionStore()
         self.connection = Connection(cast(Settings, self))  # traits read as plain values
         self.errors = ErrorRenderer(self.connection.secrets)
+        self.result_metadata = ResultMetadata()
         super().__init__(shell=shell, **kwargs)
 
-    @observe("base_url", "auth_key_env", "model", "timeout", "max_retries")
+    @observe("base_url", "auth_key_env", "model", "timeout", "max_retries", "replay", "ledger")
     def _settings_changed(self, change: Any) -> None:
         self.connection.reset()
 
@@ -136,8 +150,10 @@ class KoineMagics(Magics):
         self.connection.close()
 
     def after_cell(self, *args: Any) -> None:
-        """``post_run_cell`` hook: errors of the finished cell draw in full from now on."""
+        """``post_run_cell`` hook: errors of the finished cell draw in full from now on; the
+        provenance tags of its results are dropped."""
         self.errors.after_cell()
+        self.result_metadata.after_cell()
 
     # -- the magic --------------------------------------------------------------------------
 
@@ -156,7 +172,8 @@ class KoineMagics(Magics):
 
         Line: %koine [options] a one-line prompt | %koine connect URL [--key-env VAR] |
         %koine connect --local | --auto | %koine disconnect | %koine health |
-        %koine sessions [NAME] [--clear] | %koine status (also: %koine alone).
+        %koine sessions [NAME] [--clear] | %koine replay on|off|record|strict |
+        %koine status (also: %koine alone).
 
         Each cell is a fresh, stateless request unless --session NAME names a conversation
         kept in this kernel (--new starts it over). Settings: %config KoineMagics.

@@ -63,6 +63,10 @@ HINTS: Final[dict[str, str]] = {
     "SPAWN_ERROR": _CLI_FAILED,
     "INTERNAL_ERROR": _CLI_FAILED,
     "UNKNOWN_ERROR": _CLI_FAILED,
+    "REPLAY_MISS": (
+        "Strict replay answers from the ledger only and this request was never recorded: "
+        "%koine replay on asks the gateway for what is missing (and records it)."
+    ),
     "INVALID_CONFIG": (
         "Check the connection: %koine status shows it; %koine connect URL [--key-env VAR] sets "
         "it (the key always comes from an environment variable, never from the URL)."

@@ -120,6 +120,7 @@ class LiveView(ABC):
         self._clock: Clock | None = None
         self._status_cache = ""
         self.error: BaseException | None = None
+        self.replayed = False  # the stream is answered from the ledger (said in the status)
 
     # what subclasses provide
 
@@ -196,6 +197,8 @@ class LiveView(ABC):
         if not self.show_status:
             return ""
         parts = [self.label] if self.label else []
+        if self.replayed:
+            parts.append("replayed")
         if self.note:
             short = self.note
             if len(short) > _NOTE_LIMIT:
@@ -230,6 +233,11 @@ class LiveView(ABC):
         keeps what arrived on screen, marked, closes the stream and propagates."""
         if self.state == "new":
             self.start()
+        self.replayed = getattr(stream, "source", "live") == "replay"
+        if self.replayed and self.show_status and self.mode == "text" and not has_kernel():
+            # a terminal draws no live status line: one line on stderr says where it came from
+            sys.stderr.write("[replayed from the ledger: nothing was sent]\n")
+            sys.stderr.flush()
         try:
             for item in stream.iter_with_heartbeat(TICK_INTERVAL):
                 if item is None:
@@ -246,8 +254,9 @@ class LiveView(ABC):
             raise
 
     def poke(self) -> None:
-        """Note a change (redrawn when the throttle allows)."""
-        if self._throttle is not None and self.state == "live":
+        """Note a change (redrawn when the throttle allows). A replayed stream arrives whole:
+        nothing is drawn until its end, which draws as a live answer's end does."""
+        if self._throttle is not None and self.state == "live" and not self.replayed:
             self._throttle.poke()
 
     def tick(self) -> None:

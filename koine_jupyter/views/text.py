@@ -15,7 +15,7 @@ from ._surfaces import Frame
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamTextResult
 
-__all__ = ["FORMATS", "AnswerFormat", "KoineAnswer", "TextView"]
+__all__ = ["FORMATS", "AnswerFormat", "KoineAnswer", "TextView", "provenance"]
 
 AnswerFormat = Literal["markdown", "text", "code", "json", "html"]
 FORMATS: Final[tuple[str, ...]] = get_args(AnswerFormat)
@@ -35,6 +35,39 @@ def _fenced(body: str, lang: str) -> str:
     longest = max((len(run) for run in re.findall(r"`{3,}", body)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{lang}\n{body}\n{fence}"
+
+
+def provenance(
+    *,
+    source: str,
+    model: str | None,
+    session: str | None,
+    usage: KoineUsage | None,
+    ledger_key: str | None,
+) -> dict[str, Any]:
+    """Where an answer came from, as JSON for an output's metadata (under ``"koine"``):
+    ``source`` (``live``, or ``replay``: from the ledger, nothing sent), the model asked for,
+    the ``--session`` name, the tokens (for a replayed answer: what it cost when recorded) and
+    the answer's ledger key (when it was recorded or replayed: a hash of the request, the same
+    on every run). No timings and no gateway ids, so a re-run saves the same metadata."""
+    tokens = (
+        None
+        if usage is None
+        else {
+            "input": usage.input_tokens,
+            "output": usage.output_tokens,
+            "total": usage.total_tokens,
+        }
+    )
+    info: dict[str, Any] = {
+        "source": source,
+        "model": model,
+        "session": session,
+        "tokens": tokens,
+    }
+    if ledger_key is not None:
+        info["ledger_key"] = ledger_key
+    return info
 
 
 _PLAIN_LIMIT = 2000  # characters of an answer in its text/plain form
@@ -60,7 +93,9 @@ class KoineAnswer:
         interrupted: the stream was stopped (Ctrl-C) before it ended.
         error: the error that ended the stream early (a ``KoineError``), else ``None``.
         references: the ``{references}`` that were filled into the prompt.
-        source: ``"live"``: the gateway answered this request.
+        source: ``"live"`` (the gateway answered) or ``"replay"`` (the ledger did: nothing
+            was sent; ``usage`` is what it cost when it was recorded).
+        ledger_key: the answer's key in the ledger, when it was recorded or replayed.
     """
 
     text: str
@@ -73,6 +108,7 @@ class KoineAnswer:
     error: BaseException | None = None
     references: tuple[str, ...] = ()
     source: str = "live"
+    ledger_key: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -80,19 +116,15 @@ class KoineAnswer:
         return not self.interrupted and self.error is None
 
     def provenance(self) -> dict[str, Any]:
-        """Where the answer came from, as JSON (it goes into the output's metadata)."""
-        u = self.usage
-        tokens = (
-            None
-            if u is None
-            else {"input": u.input_tokens, "output": u.output_tokens, "total": u.total_tokens}
+        """Where the answer came from, as JSON (it goes into the output's metadata; see
+        :func:`provenance`), with the filled references and ``complete: false`` when cut."""
+        info = provenance(
+            source=self.source,
+            model=self.model,
+            session=self.session,
+            usage=self.usage,
+            ledger_key=self.ledger_key,
         )
-        info: dict[str, Any] = {
-            "source": self.source,
-            "model": self.model,
-            "session": self.session,
-            "tokens": tokens,
-        }
         if self.references:
             info["references"] = list(self.references)
         if not self.complete:
@@ -279,6 +311,8 @@ class TextView(LiveView):
             model=model,
             session=session,
             format=self.format,
+            source=getattr(stream, "source", "live"),
+            ledger_key=getattr(stream, "ledger_key", None),
         )
 
     def answer(self, *, model: str | None = None, session: str | None = None) -> KoineAnswer:

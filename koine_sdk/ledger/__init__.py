@@ -4,7 +4,8 @@ Every finished request is written to a SQLite file and committed at once, keyed 
 :func:`request_key` (a hash of the endpoint, the prompt and everything else that decides the
 answer). A later identical request can take its answer from there instead of paying again:
 ``koine_jupyter.extract`` does this for every row, so a re-run after a crash or ``kill -9``
-requests only what is missing.
+requests only what is missing; a client made with ``replay=`` (``KOINE_REPLAY``) records its
+calls' answers here and replays them, with the same key.
 
 Where: ``<user cache dir>/koine/ledger.sqlite3`` (``~/.cache/koine/`` on Linux,
 ``~/Library/Caches/koine/`` on macOS, ``%LOCALAPPDATA%\\koine\\Cache\\`` on Windows);

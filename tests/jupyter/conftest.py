@@ -17,6 +17,10 @@ def ip(koine_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interact
     monkeypatch.setenv("KOINE_BASE_URL", koine_gateway.base_url)
     monkeypatch.setenv("KOINE_AUTH_KEY", koine_gateway.auth_key)
     monkeypatch.delenv("KOINE_DISPLAY", raising=False)
+    # %koine replay sets KOINE_REPLAY: set-then-delete makes monkeypatch undo it after the test
+    # (delenv of an absent variable alone would record nothing to undo)
+    monkeypatch.setenv("KOINE_REPLAY", "")
+    monkeypatch.delenv("KOINE_REPLAY")
     start_ipython()  # once per process; later calls return None
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "koine_jupyter")

@@ -306,17 +306,6 @@ def test_widget_mode_sends_each_block_once(koine_gateway_server: Any) -> None:
         km.shutdown_kernel(now=True)
 
 
-def _notebook(cells: list[str]) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nb
-
-
 def test_notebook_reexecutes_equal_under_nbval(koine_gateway_server: Any, tmp_path: Path) -> None:
     """Run the fixture notebook with nbclient (saving the outputs as JupyterLab would: the
     final state of every display), then let nbval re-execute it and compare."""

@@ -374,6 +374,21 @@ async def test_one_pooled_connection_for_sequential_calls(
     assert len(peers) == 1, peers
 
 
+async def test_an_idle_connection_is_not_reused_once_the_server_may_close_it(
+    koine: KoineClient, koine_gateway: Any
+) -> None:
+    # Servers drop idle keep-alive connections after 5 s (Node, uvicorn); reusing one right at
+    # that moment fails with "server disconnected". The pool lets them go a second earlier.
+    from koine_sdk._transport import KEEPALIVE_EXPIRY
+
+    assert KEEPALIVE_EXPIRY <= 4.0
+    await koine.generate_text(prompt="first")
+    await asyncio.sleep(KEEPALIVE_EXPIRY + 0.2)
+    await koine.generate_text(prompt="after a pause")
+    first, second = (req.client for req in koine_gateway.requests)
+    assert first != second  # a fresh connection, not the expiring one
+
+
 async def test_leaving_a_stream_early_closes_the_connection(
     koine: KoineClient, koine_gateway: Any
 ) -> None:

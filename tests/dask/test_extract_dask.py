@@ -4,6 +4,7 @@ the gateways' limits over all workers, Parquet, the totals, a killed worker, a f
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -14,6 +15,7 @@ from typing import Any, Literal
 import dask
 import dask.dataframe as dd
 import pandas as pd
+import pyarrow as pa
 import pytest
 from _cluster import LIMIT, configs_of, object_requests
 from dask.diagnostics import ProgressBar
@@ -21,6 +23,7 @@ from distributed import Client, Semaphore, get_task_stream
 from pydantic import BaseModel
 
 from koine_jupyter.extraction import estimate, extract, parquet_schema, retry_failed, totals
+from koine_jupyter.extraction._arrow import arrow_type
 from koine_jupyter.extraction._leases import semaphore_name
 from koine_sdk import KoineConfig, KoineError, create_koine_sync
 from koine_sdk.ledger import open_ledger
@@ -200,6 +203,32 @@ def test_parquet_is_written_by_the_workers_and_reads_back_equal(
     scalars = [c for c in scalars if c not in ("input_tokens", "output_tokens")]
     pd.testing.assert_frame_equal(back[scalars], again[scalars])
     assert totals(back)["requests"] == 40  # the frame read back still names its runs
+
+
+class Visit(BaseModel):
+    day: dt.date
+    counts: dict[str, int]
+    scores: tuple[float, ...]
+    stops: list[Place]
+
+
+def test_parquet_schema_types_object_columns_and_names_those_parquet_cannot_hold(
+    gateways: list[LocalGateway],
+) -> None:
+    assert arrow_type(dt.date) == pa.date32()
+    assert arrow_type(dict[str, int]) == pa.map_(pa.string(), pa.int64())
+    assert arrow_type(tuple[float, ...]) == pa.list_(pa.float64())
+    assert arrow_type(list[Literal["a", "b"]] | None) == pa.list_(pa.string())
+    assert arrow_type(list[Place]) is None and arrow_type(Literal["a", 1]) is None
+    out = extract(dd.from_pandas(texts(4), npartitions=2), Visit, client=configs_of(gateways))
+    with pytest.raises(KoineError) as info:
+        parquet_schema(out)  # nothing computed: the types come from the schema
+    assert info.value.code == "INVALID_ARGUMENT" and "['stops']" in info.value.message
+    typed = parquet_schema(out.drop(columns=["stops"]))  # the rest has Parquet types
+    assert typed.field("day").type == pa.date32() and typed.field("id").type == pa.int64()
+    with pytest.raises(KoineError, match="takes the lazy frame"):
+        parquet_schema(pd.DataFrame({"a": [1]}))
+    assert object_requests(gateways) == 0
 
 
 def test_the_local_threaded_scheduler_shares_the_limit_and_shows_dask_progress(

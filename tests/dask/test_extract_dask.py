@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from _cluster import LIMIT, configs_of, object_requests
 from dask.diagnostics import ProgressBar
-from distributed import Client, Semaphore, get_task_stream
+from distributed import Client, Semaphore, get_task_stream, progress
 from pydantic import BaseModel
 
 from koine_jupyter.extraction import estimate, extract, parquet_schema, retry_failed, totals
@@ -246,6 +246,24 @@ def test_the_local_threaded_scheduler_shares_the_limit_and_shows_dask_progress(
     assert all(g.peak["nonStreaming"] <= LIMIT for g in gateways)
     assert sum(g.rejected for g in gateways) == 0  # 6 partitions, one limit per gateway
     assert "100% Completed" in capsys.readouterr().out
+
+
+def test_distributed_progress_follows_the_extraction(
+    dask_client: Client,
+    gateways: list[LocalGateway],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = extract(
+        dd.from_pandas(texts(40, tag=" progress"), npartitions=4),
+        Place,
+        client=configs_of(gateways),
+        ledger=ledger_file(tmp_path),
+    )
+    persisted = out.persist()
+    progress(persisted, notebook=False)  # a text bar in a terminal; blocks until the end
+    assert "100% Completed" in capsys.readouterr().out
+    assert persisted.compute()["error"].isna().all()
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from koine_sdk import KoineClient, KoineConfig, LoopThread, SyncKoineClient, create_koine
 from koine_sdk import json_schema as wire_schema
+from koine_sdk.ledger import recorded_by_caller
 
 __all__ = [
     "PRIVATE_LOOP",
@@ -79,16 +80,20 @@ async def generate_object(
     timeout: float | None,
     repairs: int,
 ) -> Any:
-    """One ``generate_object`` where the client lives."""
-    return await call_on_home(
-        client,
-        lambda c: c.generate_object(
-            prompt=prompt,
-            schema=schema,
-            system=system,
-            model=model,
-            allowed_tools=allowed_tools,
-            timeout=timeout,
-            repairs=repairs,
-        ),
-    )
+    """One ``generate_object`` where the client lives. The extraction writes every answer to
+    its ledger itself (with its run): a client in ``record``/``replay`` mode does not write it a
+    second time."""
+
+    async def call(c: KoineClient) -> Any:
+        with recorded_by_caller():  # set inside the task that runs on the client's loop
+            return await c.generate_object(
+                prompt=prompt,
+                schema=schema,
+                system=system,
+                model=model,
+                allowed_tools=allowed_tools,
+                timeout=timeout,
+                repairs=repairs,
+            )
+
+    return await call_on_home(client, call)

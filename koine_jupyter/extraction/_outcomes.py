@@ -94,6 +94,9 @@ def handle(
         else:
             run.queue.append(unit)  # at the back: the next probe is another row
         return
+    if isinstance(error, KoineError) and error.code == "REPLAY_MISS":
+        failed(run, unit, error, record=False)  # nothing was sent, nothing to write down
+        return
     replica.on_answer(unit.sent_at)
     failed(run, unit, error, record=True)
 

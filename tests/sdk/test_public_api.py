@@ -43,8 +43,9 @@ PINNED: dict[str, list[str]] = {
     "koine_sdk.errors": ["ErrorCode", "KoineError"],
     "koine_sdk.ledger": [
         "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "Ledger", "LedgerRecord", "LedgerSpec",
-        "LedgerWarning", "RequestShape", "canonical_json", "content_hash", "default_location",
-        "open_ledger", "process_ledger", "request_key", "request_keys",
+        "LedgerWarning", "RequestShape", "caller_records", "canonical_json", "content_hash",
+        "default_location", "open_ledger", "process_ledger", "recorded_by_caller",
+        "request_key", "request_keys",
     ],
     "koine_sdk.sync": [
         "LoopThread", "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult",

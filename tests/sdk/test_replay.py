@@ -21,7 +21,7 @@ from koine_sdk import (
     create_koine,
     create_koine_sync,
 )
-from koine_sdk.ledger import Ledger, LedgerWarning, RequestShape, request_key
+from koine_sdk.ledger import Ledger, LedgerWarning, RequestShape, open_ledger, request_key
 
 KINDS = ("generate_text", "stream_text", "generate_object", "stream_object")
 PATHS = {
@@ -499,3 +499,41 @@ def test_extract_answers_replay_for_generate_object_and_back(
         df = extract(["a", "b", "c"], Recipe, "Extract: {text}", client=koine, ledger=ledger)
     assert list(df["answer_from"]) == ["ledger", "ledger", "ledger"]
     assert len(koine_gateway.requests) == n
+
+
+def test_extract_with_a_recording_client_writes_each_answer_once(
+    koine_gateway: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("pandas")
+    from koine_jupyter import extract
+
+    ledger = tmp_path / "l.sqlite3"
+    gw = dict(base_url=koine_gateway.base_url, auth_key=koine_gateway.auth_key)
+    with create_koine_sync(**gw, replay="record", ledger=ledger) as koine:
+        extract(["a", "b"], Recipe, "Extract: {text}", client=koine, ledger=ledger)
+        koine.generate_object(prompt="Extract: outside", schema=Recipe)  # the client's own
+    rows = open_ledger(ledger).rows(limit=100)
+    assert sorted(rows["prompt"]) == ["Extract: a", "Extract: b", "Extract: outside"]
+    assert rows.set_index("prompt")["run_id"].notna().to_dict() == {
+        "Extract: a": True,  # written by extract, with its run
+        "Extract: b": True,
+        "Extract: outside": False,  # written by the client
+    }
+
+
+def test_extract_in_strict_replay_fails_missing_rows_without_writing_them(
+    koine_gateway: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("pandas")
+    from koine_jupyter import extract
+
+    ledger = tmp_path / "l.sqlite3"
+    gw = dict(base_url=koine_gateway.base_url, auth_key=koine_gateway.auth_key)
+    with create_koine_sync(**gw) as koine:
+        extract(["a"], Recipe, "Extract: {text}", client=koine, ledger=ledger)
+    before = len(open_ledger(ledger).rows(limit=100))
+    with create_koine_sync(**gw, replay="strict", ledger=ledger) as koine:
+        df = extract(["a", "new"], Recipe, "Extract: {text}", client=koine, ledger=ledger)
+    assert df["answer_from"].iloc[0] == "ledger"
+    assert str(df["error"].iloc[1]).startswith("REPLAY_MISS")
+    assert len(open_ledger(ledger).rows(limit=100)) == before  # a miss is not a request

@@ -22,25 +22,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._app import RecordedRequest
+    from ._directives import DIRECTIVES
+    from ._examples import example_for_schema
     from ._faults import Fault, FaultKind, Reply
-    from ._model import DIRECTIVES, example_for_schema, partial_parse
+    from ._jsontext import partial_parse
     from ._server import LocalGateway
     from ._settings import GatewaySettings, settings_from_env
+    from ._state import RecordedRequest
 
 # Imported on first use: the pytest plugin (registered for every pytest run where koine-sdk is
 # installed) imports this package, and must not need the ``testing`` extra until a fixture is used.
 _WHERE = {
-    "RecordedRequest": "._app",
+    "DIRECTIVES": "._directives",
+    "example_for_schema": "._examples",
     "Fault": "._faults",
     "FaultKind": "._faults",
     "Reply": "._faults",
-    "DIRECTIVES": "._model",
-    "example_for_schema": "._model",
-    "partial_parse": "._model",
+    "partial_parse": "._jsontext",
     "LocalGateway": "._server",
     "GatewaySettings": "._settings",
     "settings_from_env": "._settings",
+    "RecordedRequest": "._state",
 }
 
 

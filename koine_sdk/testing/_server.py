@@ -12,9 +12,10 @@ from typing import Any, Self
 
 import uvicorn
 
-from ._app import GatewayState, RecordedRequest, build_app
+from ._app import build_app
 from ._faults import Fault, Reply
 from ._settings import GatewaySettings, settings_from_env
+from ._state import GatewayState, RecordedRequest
 
 __all__ = ["LocalGateway"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._jsjson import js_stringify
 from .._limits import STREAM_OBJECT_PROMPT_EXTRA, STREAM_OBJECT_SYSTEM_BYTES
-from ._model import Endpoint, GenerateRequest
+from ._endpoints import Endpoint, GenerateRequest
 
 __all__ = ["E2BIG_BYTES", "as_argument", "cli_argument_sizes"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from ._model import Endpoint, GenerateRequest
+from ._endpoints import Endpoint, GenerateRequest
 from ._settings import GatewaySettings
 from ._spawn import as_argument
 

@@ -21,7 +21,7 @@ import statistics
 import pytest
 
 from koine_jupyter.views._markdown import to_html
-from koine_sdk.testing._model import parse_directives
+from koine_sdk.testing._directives import parse_directives
 
 from . import _dom
 from .conftest import NotebookPage

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from koine_sdk.testing import example_for_schema, partial_parse
-from koine_sdk.testing._model import extract_json, parse_directives
+from koine_sdk.testing._directives import parse_directives
+from koine_sdk.testing._jsontext import extract_json
 from koine_sdk.testing._text import filler, split_even
 
 PERSON = {

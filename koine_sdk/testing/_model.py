@@ -44,9 +44,6 @@ class Run:
     faults: dict[FaultKind, Fault] = field(default_factory=dict[FaultKind, Fault])
     error_message: str | None = None  # the CLI's stderr when it fails
 
-    def fault(self, kind: FaultKind) -> Fault | None:
-        return self.faults.get(kind)
-
     @property
     def fail_after(self) -> int | None:
         fault = self.faults.get(FaultKind.CLI_ERROR)

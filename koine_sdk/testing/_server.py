@@ -14,7 +14,7 @@ import uvicorn
 
 from ._app import build_app
 from ._faults import Fault, Reply
-from ._settings import GatewaySettings, settings_from_env
+from ._settings import DEFAULT_PORT, GatewaySettings, settings_from_env
 from ._state import GatewayState, RecordedRequest
 
 __all__ = ["LocalGateway"]
@@ -77,7 +77,7 @@ class LocalGateway:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LocalGateway:
         """Configured by the real gateway's environment variables (see ``settings_from_env``),
         then by ``overrides``. Defaults to port 3100 there, like the real gateway."""
-        kwargs: dict[str, Any] = {"port": 3100, **settings_from_env(environ)}
+        kwargs: dict[str, Any] = {"port": DEFAULT_PORT, **settings_from_env(environ)}
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kwargs)
 

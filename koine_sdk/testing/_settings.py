@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-__all__ = ["GatewaySettings", "settings_from_env"]
+__all__ = ["DEFAULT_PORT", "GatewaySettings", "settings_from_env"]
 
 DEFAULT_PORT = 3100
 

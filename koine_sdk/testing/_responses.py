@@ -68,11 +68,9 @@ def fault_response(fault: Fault) -> Response:
     return Response(fault.body, fault.status, dict(fault.headers))  # content type as given
 
 
-class Crash(Response):
-    """What a stream whose CLI cannot be spawned gets from the real gateway: the status line
-    and headers, then the connection closes as the gateway's process exits (the spawn error is
-    not caught on the streaming routes). This gateway then stops too: connections are refused
-    until :meth:`LocalGateway.restart`."""
+class _SlotStream(Response):
+    """A ``text/event-stream`` response that owns its request's concurrency slot and context:
+    both are released when it ends, however it ends."""
 
     def __init__(self, ctx: RequestContext, release: Callable[[], None]) -> None:
         self.background = None
@@ -82,15 +80,28 @@ class Crash(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-            self.ctx.state.crash()
-            await self.ctx.abort()
+            await self.write_body(send)
         finally:
             self.ctx.close()
             self.release()
 
+    async def write_body(self, send: Send) -> None:
+        raise NotImplementedError
 
-class EventStream(Response):
-    """``text/event-stream`` written event by event; owns the request's slot and context."""
+
+class Crash(_SlotStream):
+    """What a stream whose CLI cannot be spawned gets from the real gateway: the status line
+    and headers, then the connection closes as the gateway's process exits (the spawn error is
+    not caught on the streaming routes). This gateway then stops too: connections are refused
+    until :meth:`LocalGateway.restart`."""
+
+    async def write_body(self, send: Send) -> None:
+        self.ctx.state.crash()
+        await self.ctx.abort()
+
+
+class EventStream(_SlotStream):
+    """``text/event-stream`` written event by event by ``routine``."""
 
     def __init__(
         self,
@@ -100,24 +111,16 @@ class EventStream(Response):
         release: Callable[[], None],
         events_per_chunk: int,
     ) -> None:
-        self.background = None
+        super().__init__(ctx, release)
         self.events_per_chunk = events_per_chunk
         self.routine = routine
         self.run = run
-        self.ctx = ctx
-        self.release = release
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-            # The body goes straight to the server's send: Starlette's wrappers only watch for
-            # the response start, and skipping them saves a few microseconds per event.
-            body_send = self.ctx.raw_send or send
-            writer = Writer(body_send, self.ctx, self.run, self.events_per_chunk)
-            await self.routine(writer, self.run)
-            ctx = self.ctx
-            if ctx.stop.is_set() and not (ctx.finished or ctx.server_closed or ctx.client_gone):
-                await ctx.abort()  # the server is stopping: no done for this stream
-        finally:
-            self.ctx.close()
-            self.release()
+    async def write_body(self, send: Send) -> None:
+        # The body goes straight to the server's send: Starlette's wrappers only watch for the
+        # response start, and skipping them saves a few microseconds per event.
+        ctx = self.ctx
+        writer = Writer(ctx.raw_send or send, ctx, self.run, self.events_per_chunk)
+        await self.routine(writer, self.run)
+        if ctx.stop.is_set() and not (ctx.finished or ctx.server_closed or ctx.client_gone):
+            await ctx.abort()  # the server is stopping: no done for this stream

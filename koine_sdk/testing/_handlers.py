@@ -7,6 +7,7 @@ spawn (E2BIG: 500 on ``/generate-*``; on the streams the gateway's process exits
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -108,6 +109,7 @@ class Handlers:
         ctx = RequestContext(state, request.receive, request.scope.get(RAW_SEND))
         handed_off = False
         kind = "streaming" if endpoint.streaming else "nonStreaming"
+        release = functools.partial(state.release, kind)
         slot = False
         try:
             fault = _front_fault(faults)
@@ -141,7 +143,6 @@ class Handlers:
                 return error_response(500, "spawn E2BIG", "INTERNAL_ERROR")
             if too_big:  # the spawn error is not caught there: the gateway process exits
                 handed_off = True
-                release = lambda: state.release(kind)  # noqa: E731
                 return Crash(ctx, release)
             run = state.model.run(
                 endpoint,
@@ -157,14 +158,13 @@ class Handlers:
             if endpoint.streaming:
                 routine = stream_text if endpoint is Endpoint.STREAM else stream_object
                 handed_off = True
-                release = lambda: state.release(kind)  # noqa: E731
                 return EventStream(routine, run, ctx, release, settings.events_per_chunk)
             return await self._complete(endpoint, run, ctx)
         finally:
             if not handed_off:
                 ctx.close()
                 if slot:
-                    state.release(kind)
+                    release()
 
     async def _complete(self, endpoint: Endpoint, run: Run, ctx: RequestContext) -> Response:
         """The non-streaming answer: wait as long as the CLI would, then one JSON body."""

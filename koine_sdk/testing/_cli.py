@@ -15,9 +15,9 @@ from ._server import LocalGateway
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "koine-gateway") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="koine-gateway",
+        prog=prog,
         description=(
             "A local Koine gateway for tests and offline work (not a production gateway): the "
             "real wire protocol with a deterministic echo model. Also configured by the real "
@@ -36,9 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "koine-gateway") -> int:
     """Entry point of ``koine-gateway``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     key_given = bool(args.auth_key or os.environ.get("CLAUDE_CODE_GATEWAY_API_KEY"))
     try:
         gateway = LocalGateway.from_env(

@@ -1,0 +1,111 @@
+"""``koine extract|classify|generate INPUT -o OUTPUT``: one request per row, through the same
+machinery as the Python verbs (the ledger, resume, retries, failed rows kept with their error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._common import EXIT_INTERRUPTED, EXIT_OK, UsageError, config_from
+from ._tables import read_table, table_format, write_table
+
+
+def _texts(frame: Any, column: str | None, path: str) -> Any:
+    columns = [str(c) for c in frame.columns]
+    if column is None:
+        if len(columns) == 1:
+            column = columns[0]
+        elif "text" in columns:
+            column = "text"
+        else:
+            names = ", ".join(columns)
+            raise UsageError(f"input {path}: several columns ({names}): pick one with --column")
+    if column not in columns:
+        raise UsageError(f"input {path}: no column {column!r} (it has {', '.join(columns)})")
+    return frame[column]
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "system": args.system,
+        "model": args.model,
+        "concurrency": args.concurrency,
+        "max_rows": args.max_rows,
+        "max_tokens": args.max_tokens,
+        "cache": not args.no_cache,
+        "progress": "text" if sys.stderr.isatty() else False,
+        "on_interrupt": "return",
+    }
+    if args.max_retries is not None:
+        options["max_retries"] = args.max_retries
+    if getattr(args, "repairs", None) is not None:
+        options["repairs"] = args.repairs
+    if args.ledger:
+        options["ledger"] = args.ledger
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    table_format(args.output, "output")  # fail on a bad output name before anything is sent
+    verb: str = args.verb
+    schema = None
+    labels: list[str] = []
+    if verb == "extract":
+        from ._schema import load_schema
+
+        schema = load_schema(args.schema)
+    elif verb == "classify":
+        labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+        if len(labels) < 2:
+            raise UsageError("--labels: give at least two, comma-separated")
+    elif not args.prompt:
+        raise UsageError("generate needs --prompt")
+    frame = read_table(args.input)
+    texts = _texts(frame, args.column, args.input)
+    config = config_from(args)
+
+    options = _options(args)
+    import koine_jupyter.extraction as verbs
+
+    call: Any
+    result: Any
+    if verb == "extract":
+        prompt = args.prompt or verbs.DEFAULT_PROMPT
+        call = verbs.extract
+        result = call(texts, schema, prompt, client=config, **options)
+    elif verb == "classify":
+        call = getattr(verbs, "classify", None)
+        if call is None:
+            raise UsageError("classify is not available in this version of koine_jupyter")
+        result = call(texts, labels, args.prompt, reason=args.reason, client=config, **options)
+    else:
+        call = getattr(verbs, "generate", None)
+        if call is None:
+            raise UsageError("generate is not available in this version of koine_jupyter")
+        result = call(texts, args.prompt, client=config, **options)
+    write_table(result, args.output)
+    return _summary(result, args.output)
+
+
+def values(frame: Any, column: str) -> list[Any]:
+    """A column's values as a list (empty when the frame has no such column)."""
+    if column not in frame.columns:
+        return []
+    return list(frame[column].tolist())
+
+
+def _summary(result: Any, output: str) -> int:
+    errors = [str(e) for e in values(result, "error") if isinstance(e, str) and e]
+    interrupted = sum(1 for e in errors if e.startswith("INTERRUPTED"))
+    paid = sum(
+        int(n) for c in ("input_tokens", "output_tokens") for n in values(result, c) if n == n
+    )
+    from_ledger = sum(1 for a in values(result, "answer_from") if a == "ledger")
+    print(
+        f"{len(result)} rows -> {output}: {len(result) - len(errors)} ok, {len(errors)} failed, "
+        f"{from_ledger} from the ledger, {paid} tokens paid",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ._common import EXIT_OK, UsageError
-from ._verbs import values
+from ._verbs import tokens, values
 
 
 def _location(args: argparse.Namespace) -> str | None:
@@ -47,13 +47,11 @@ def run(args: argparse.Namespace) -> int:
             runs: Any = ledger.runs()
             rows: Any = ledger.rows()
             ok = sum(1 for s in values(rows, "status") if s == "ok")
-            tokens = sum(
-                int(n) for c in ("input_tokens", "output_tokens") for n in values(rows, c) if n == n
-            )
+            paid = tokens(rows)
             print(f"ledger: {where}")
             print(f"runs: {len(runs)}")
             print(f"requests: {len(rows)} ({ok} ok, {len(rows) - ok} failed)")
-            print(f"tokens: {tokens}")
+            print(f"tokens: {paid}")
         elif action == "history":
             runs = ledger.runs(limit=args.limit)
             table: Any = runs

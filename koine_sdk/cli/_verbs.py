@@ -5,6 +5,7 @@ machinery as the Python verbs (the ledger, resume, retries, failed rows kept wit
 from __future__ import annotations
 
 import argparse
+import numbers
 import sys
 from typing import Any
 
@@ -90,18 +91,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def values(frame: Any, column: str) -> list[Any]:
-    """A column's values as a list (empty when the frame has no such column)."""
+    """A column's strings and numbers as a list (missing values as None; empty when the frame
+    has no such column)."""
     if column not in frame.columns:
         return []
-    return list(frame[column].tolist())
+    return [v if isinstance(v, str | numbers.Real) else None for v in frame[column].tolist()]
+
+
+def tokens(frame: Any) -> int:
+    """The input and output tokens of every row (missing counts as 0)."""
+    counts = [*values(frame, "input_tokens"), *values(frame, "output_tokens")]
+    return sum(int(float(n)) for n in counts if isinstance(n, numbers.Real) and n == n)
 
 
 def _summary(result: Any, output: str) -> int:
     errors = [str(e) for e in values(result, "error") if isinstance(e, str) and e]
     interrupted = sum(1 for e in errors if e.startswith("INTERRUPTED"))
-    paid = sum(
-        int(n) for c in ("input_tokens", "output_tokens") for n in values(result, c) if n == n
-    )
+    paid = tokens(result)
     from_ledger = sum(1 for a in values(result, "answer_from") if a == "ledger")
     print(
         f"{len(result)} rows -> {output}: {len(result) - len(errors)} ok, {len(errors)} failed, "

@@ -89,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recipe = stream.object()
             print(f"   final: {recipe!r}\n")
         except KoineError as exc:
-            print(f"\nKoineError {exc.code}: {exc.message}", file=sys.stderr)
-            if exc.hint:
-                print(f"hint: {exc.hint}", file=sys.stderr)
+            from .cli._common import describe
+
+            print(f"\nKoineError {describe(exc)}", file=sys.stderr)
             return 1
     print("Done.")
     return 0

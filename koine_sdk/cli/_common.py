@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from koine_sdk import KoineConfig
+    from koine_sdk import KoineConfig, KoineError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -20,6 +20,15 @@ EXIT_INTERRUPTED = 130
 
 class UsageError(Exception):
     """Bad usage or input, found before anything is sent: one line on stderr, exit 2."""
+
+
+def describe(exc: KoineError) -> str:
+    """``CODE: message``, and the hint on a second line unless the message already says it."""
+    text = f"{exc.code}: {exc.message}"
+    hint = exc.hint
+    if hint and hint.rsplit(": ", 1)[-1].lower() not in exc.message.lower():
+        text += f"\nhint: {hint}"
+    return text
 
 
 def run_guarded(call: Callable[[], int], prog: str) -> int:
@@ -32,11 +41,7 @@ def run_guarded(call: Callable[[], int], prog: str) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KoineError as exc:
-        hint = getattr(exc, "hint", None)
-        line = f"{prog}: {exc.code}: {exc.message}"
-        if hint and hint not in exc.message:
-            line += f"\nhint: {hint}"
-        print(line, file=sys.stderr)
+        print(f"{prog}: {describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

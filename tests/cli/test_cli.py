@@ -218,3 +218,25 @@ def test_ctrl_c_exits_130_and_keeps_what_was_paid(
     result = pd.read_csv(tmp_path / "out.csv")
     assert len(result) == len(texts)
     assert result["error"].fillna("").str.startswith("INTERRUPTED").sum() > 0
+
+
+def test_the_tour_and_koine_say_the_hint_once(cli_env: dict[str, str]) -> None:
+    env = dict(cli_env, KOINE_BASE_URL="http://127.0.0.1:9")
+    tour = subprocess.run(
+        [sys.executable, "-m", "koine_sdk"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert tour.returncode == 1
+    assert tour.stderr.lower().count("is it running at base_url") == 1, tour.stderr
+    done = koine(env, "health")
+    assert done.returncode == 1
+    assert done.stderr.lower().count("is it running at base_url") == 1, done.stderr
+
+
+def test_koine_help_and_gateway_help(cli_env: dict[str, str]) -> None:
+    done = koine(cli_env, "--help")
+    assert done.returncode == 0
+    for command in ("ask", "extract", "classify", "generate", "ledger", "health", "gateway"):
+        assert command in done.stdout
+    gateway = koine(cli_env, "gateway", "--help")
+    assert gateway.returncode == 0 and "koine gateway" in gateway.stdout
+    assert koine(cli_env, "ask", "--nope").returncode == 2

@@ -39,6 +39,7 @@ PINNED: dict[str, list[str]] = {
         "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult", "__version__",
         "create_koine", "create_koine_sync", "json_schema",
     ],
+    "koine_sdk.cli": ["main"],
     "koine_sdk.client": ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"],
     "koine_sdk.errors": ["ErrorCode", "KoineError"],
     "koine_sdk.ledger": [

@@ -7,10 +7,14 @@ outputs would differ and it would spend tokens), a forced display mode (KOINE_DI
 record/replay mode (KOINE_REPLAY) or an editor's markers that make views choose widgets
 (VSCODE_PID, JPY_SESSION_NAME).
 
-The ledger (koine_sdk.ledger) must never be the user's own: KOINE_LEDGER points at a fresh file
-in a temporary folder for the whole run (kernels inherit it; tests/conftest.py gives each test
-its own file on top), so recorded answers neither leak into the user's cache nor make a second
-run of the notebooks differ from the first.
+The suite never reads or writes the user's own files: XDG_CACHE_HOME and XDG_STATE_HOME point at
+a temporary folder of this run before anything asks platformdirs (kernels and subprocesses
+inherit them), so the default ledger and the ``koine`` command's state are the run's own; and
+KOINE_LEDGER points at a fresh file in another temporary folder (tests/conftest.py gives each
+test its own file on top), so recorded answers neither leak nor make a second run of the
+notebooks differ from the first. At the end the run checks that nothing wrote its own default
+ledger (a test that forgot the isolation); what other programs do to the user's ledger
+meanwhile is none of its business.
 """
 
 from __future__ import annotations
@@ -36,25 +40,27 @@ for _name in (
 _LEDGER_DIR = tempfile.mkdtemp(prefix="koine-test-ledger-")
 atexit.register(shutil.rmtree, _LEDGER_DIR, ignore_errors=True)
 os.environ["KOINE_LEDGER"] = os.path.join(_LEDGER_DIR, "ledger.sqlite3")
+_HOME_DIR = tempfile.mkdtemp(prefix="koine-test-home-")
+atexit.register(shutil.rmtree, _HOME_DIR, ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME_DIR, "cache")
+os.environ["XDG_STATE_HOME"] = os.path.join(_HOME_DIR, "state")
 
 # Notebooks under tests/ are fixtures that tests execute themselves, never nbval targets.
 collect_ignore_glob = ["tests/**/*.ipynb"]
 
 
-def _user_ledger_stamp() -> float | None:
+def _default_ledger() -> str:
     from platformdirs import user_cache_dir
 
-    path = os.path.join(user_cache_dir("koine", appauthor=False), "ledger.sqlite3")
-    return os.stat(path).st_mtime if os.path.exists(path) else None
-
-
-_USER_LEDGER_BEFORE = _user_ledger_stamp()
+    return os.path.join(user_cache_dir("koine", appauthor=False), "ledger.sqlite3")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if anything in it (a subprocess, a kernel) wrote to the user's own ledger."""
-    if _user_ledger_stamp() != _USER_LEDGER_BEFORE:
-        print("\nERROR: the test run wrote to the user's ledger (~/.cache/koine): isolate it")
+    """Fail the run if anything in it (a test, a subprocess, a kernel) wrote the default ledger
+    (here: the run's own cache folder) instead of the one KOINE_LEDGER names."""
+    path = _default_ledger()
+    if os.path.exists(path):
+        print(f"\nERROR: the test run wrote the default ledger ({path}): isolate it")
         session.exitstatus = 1
 
 

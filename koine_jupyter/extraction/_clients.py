@@ -17,6 +17,7 @@ __all__ = [
     "Runner",
     "call_on_home",
     "generate_object",
+    "generate_text",
     "make_client",
     "runner_for",
     "wire_schema",
@@ -94,6 +95,30 @@ async def generate_object(
                 allowed_tools=allowed_tools,
                 timeout=timeout,
                 repairs=repairs,
+            )
+
+    return await call_on_home(client, call)
+
+
+async def generate_text(
+    client: ClientLike,
+    *,
+    prompt: str,
+    system: str | None,
+    model: str | None,
+    allowed_tools: Sequence[str] | None,
+    timeout: float | None,
+) -> Any:
+    """One ``generate_text`` where the client lives (the run writes the ledger itself)."""
+
+    async def call(c: KoineClient) -> Any:
+        with recorded_by_caller():
+            return await c.generate_text(
+                prompt=prompt,
+                system=system,
+                model=model,
+                allowed_tools=allowed_tools,
+                timeout=timeout,
             )
 
     return await call_on_home(client, call)

@@ -8,12 +8,9 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from koine_sdk import KoineError
 from koine_sdk.ledger import LedgerWarning, process_ledger
 
-from ._columns import flatten
 from ._estimate import project
 from ._replica import Replica
 from ._state import FROM_DUPLICATE, FROM_REQUEST, Unit
@@ -111,13 +108,13 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
     if run.sampling:
         run.sample_usage.append(tokens)
         run.sample_seconds.append(finished - (unit.started or finished))
-    obj = result.object
+    answer, raw_text = run.verb.answer(result)
     write(
         run,
         unit,
         status="ok",
-        answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
-        raw_text=getattr(result, "raw_text", None),
+        answer=answer,
+        raw_text=raw_text,
         input_tokens=tokens[0],
         output_tokens=tokens[1],
         session_id=getattr(result, "session_id", None),
@@ -125,7 +122,7 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
         started=unit.started,
         finished=finished,
     )
-    values = flatten(obj, run.rows.columns)
+    values = run.verb.values(result)
     first = True
     for pos in unit.positions:
         if first:

@@ -16,12 +16,10 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from koine_sdk import KoineError
 from koine_sdk.ledger import Ledger, RequestShape
 
-from ._clients import KoineClient, call_on_home, generate_object
+from ._clients import KoineClient, call_on_home
 from ._estimate import Estimate
 from ._outcomes import describe, end_sample, handle, is_connection_trouble
 from ._replica import Replica
@@ -32,7 +30,10 @@ if TYPE_CHECKING:
 
     from koine_jupyter.views.progress import ProgressSnapshot, ProgressView
 
-__all__ = ["Gate", "Limits", "Request", "Run"]
+    from ._options import Options
+    from ._verbs import Verb
+
+__all__ = ["Gate", "Limits", "Run"]
 
 HEALTH_TIMEOUT = 5.0
 CANCEL_GRACE = 5.0  # seconds an interrupted run waits for its requests to close
@@ -41,16 +42,6 @@ POLL = 0.1
 
 Gate = Callable[[Replica], AbstractAsyncContextManager[object]]
 """Waits for a lease on the gateway's slots and holds it while one request runs (Dask)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    schema: type[BaseModel]
-    system: str | None
-    model: str | None
-    allowed_tools: tuple[str, ...] | None
-    timeout: float | None
-    repairs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +60,8 @@ class Run:
         *,
         rows: Rows,
         units: Sequence[Unit],
-        request: Request,
+        verb: Verb,
+        options: Options,
         shape: RequestShape,
         replicas: list[Replica],
         own_clients: list[KoineClient],
@@ -82,7 +74,8 @@ class Run:
         ledger_usage: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.rows = rows
-        self.request = request
+        self.verb = verb
+        self.options = options
         self.shape = shape
         self.replicas = replicas
         self.own_clients = own_clients
@@ -345,23 +338,13 @@ class Run:
         self.queue, self.later = keep, []
 
     async def _attempt(self, unit: Unit, replica: Replica) -> None:
-        req = self.request
         result: Any = None
         error: BaseException | None = None
         try:
             async with self.gate(replica) if self.gate is not None else nullcontext():
                 if self.gate is not None:
                     unit.sent_at = time.monotonic()  # sent when the lease came
-                result = await generate_object(
-                    replica.client,
-                    prompt=unit.prompt,
-                    schema=req.schema,
-                    system=req.system,
-                    model=req.model,
-                    allowed_tools=req.allowed_tools,
-                    timeout=req.timeout,
-                    repairs=req.repairs,
-                )
+                result = await self.verb.ask(replica.client, unit.prompt, self.options)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

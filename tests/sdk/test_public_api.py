@@ -62,6 +62,29 @@ PINNED: dict[str, list[str]] = {
 }  # fmt: skip
 
 
+JUPYTER_PINNED: dict[str, list[str]] = {
+    "koine_jupyter": [
+        "FrameView", "KoineAnswer", "ObjectView", "TextView", "aclassify", "aextract",
+        "agenerate", "choose_mode", "classify", "clear_cache", "extract", "flatten_record",
+        "generate", "load_ipython_extension", "show_stream", "to_dataframe",
+        "unload_ipython_extension",
+    ],
+    "koine_jupyter.extraction": [
+        "DEFAULT_PROMPT", "Clients", "Estimate", "OnInterrupt", "VerbOptions", "aclassify",
+        "aextract", "agenerate", "classify", "clear_cache", "estimate", "extract", "generate",
+        "history", "last_result", "parquet_schema", "retry_failed", "totals",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(JUPYTER_PINNED))
+def test_the_verbs_are_pinned(name: str) -> None:
+    module = importlib.import_module(name)
+    assert sorted(module.__all__) == sorted(JUPYTER_PINNED[name])
+    for attr in module.__all__:
+        assert hasattr(module, attr), attr
+
+
 def _public_modules(package: Any) -> list[str]:
     names = [package.__name__]
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):

@@ -124,14 +124,20 @@ def prepare(magics: KoineMagics, opts: AskOptions, prompt: str) -> Prepared:
     ns = magics.user_ns
     references: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
+    system = opts.system
     if magics.interpolate and not opts.no_interpolate:
         filled = interpolate(prompt, ns)
         prompt, references, kept = filled.text, tuple(filled.resolved), tuple(filled.unresolved)
+        if system:
+            filled = interpolate(system, ns)
+            system = filled.text
+            references += tuple(filled.resolved)
+            kept += tuple(filled.unresolved)
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     schema = resolve_schema(opts.schema, ns) if opts.schema else None
     resume = magics.sessions.resume_id(opts.session, new=opts.new)
-    request = Request(prompt, opts.system, opts.model, opts.tool_list, resume, opts.timeout)
+    request = Request(prompt, system, opts.model, opts.tool_list, resume, opts.timeout)
     model = opts.model or magics.model or None
     resumed = opts.session if resume is not None else None
     return Prepared(request, opts, schema, model, references, kept, resumed)

@@ -19,6 +19,7 @@ one word per :func:`~.args.word` field); otherwise the whole line is a prompt.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from IPython.core.error import UsageError
 from koine_sdk import KoineError
 
 from ..views import choose_mode
+from ..views._markdown import to_html
 from .args import VARIABLE, flag, option, timeout_option, word
 from .connection import ENV_AUTH_KEY, ENV_BASE_URL, ENV_REPLAY
 
@@ -165,10 +167,14 @@ class HealthReport:
     def __repr__(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in self._rows())
 
-    def _repr_markdown_(self) -> str:
+    def _repr_html_(self) -> str:
+        # Gateway fields are data from outside: escaped, then through the one renderer.
+        def cell(text: str) -> str:
+            return html.escape(text).replace("|", "&#124;").replace("\n", " ")
+
         lines = ["| | |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in self._rows()]
-        return "\n".join(lines)
+        lines += [f"| {cell(k)} | {cell(v)} |" for k, v in self._rows()]
+        return to_html("\n".join(lines))
 
 
 @dataclass(frozen=True, slots=True)

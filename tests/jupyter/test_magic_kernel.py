@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,67 +14,11 @@ from typing import Any
 import nbformat
 import pytest
 from _html import answer_text
-from _kernels import kernel_env
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager, start_new_kernel
+from _kernels import Kernel, kernel_env, of_type
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
 FIXTURES = Path(__file__).parent / "notebooks_fixtures"
-
-
-class Kernel:
-    def __init__(self, km: KernelManager, kc: BlockingKernelClient) -> None:
-        self.km = km
-        self.kc = kc
-
-    def run(
-        self,
-        code: str,
-        timeout: float = 30,
-        interrupt_after: float | None = None,
-        when_drawn: bool = True,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Execute ``code``; return its iopub messages (with arrival times) and the reply.
-        ``interrupt_after``: seconds, then Ctrl-C (once a live update was drawn, if
-        ``when_drawn``)."""
-        msg_id = self.kc.execute(code)
-        msgs: list[dict[str, Any]] = []
-        start = time.monotonic()
-        interrupted = False
-        while True:
-            wait = 0.05 if interrupt_after is not None and not interrupted else timeout
-            try:
-                msg = self.kc.get_iopub_msg(timeout=wait)
-            except Exception:  # queue.Empty
-                msg = None
-            now = time.monotonic()
-            if (
-                interrupt_after is not None
-                and not interrupted
-                and now - start >= interrupt_after
-                and (not when_drawn or any(m["msg_type"] == "update_display_data" for m in msgs))
-            ):
-                self.km.interrupt_kernel()
-                interrupted = True
-                msgs.append({"msg_type": "(interrupt sent)", "time": now, "content": {}})
-            if msg is None:
-                if now - start > timeout:
-                    raise TimeoutError(code)
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            msg["time"] = now
-            msgs.append(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        while True:
-            reply = self.kc.get_shell_msg(timeout=timeout)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return msgs, reply
-
-
-def of_type(msgs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [m for m in msgs if m["msg_type"] == kind]
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,15 @@ one row written and committed as each request finishes."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sqlite3
+import stat
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Generator, Iterable, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import KoineError
 from ._key import RequestShape
 from ._location import MEMORY
+from ._warnings import LedgerWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,6 +78,46 @@ _RECORD_COLUMNS = (
     "key, run_id, endpoint, status, answer, raw_text, error_code, error_message, "
     "input_tokens, output_tokens, session_id, attempts, started, finished, id"
 )
+
+
+_RECORD_TYPES: tuple[tuple[type | tuple[type, ...], bool], ...] = (
+    (str, False),  # key
+    (str, True),  # run_id
+    (str, False),  # endpoint
+    (str, False),  # status
+    (str, True),  # answer
+    (str, True),  # raw_text
+    (str, True),  # error_code
+    (str, True),  # error_message
+    (int, False),  # input_tokens
+    (int, False),  # output_tokens
+    (str, True),  # session_id
+    (int, False),  # attempts
+    ((int, float), True),  # started
+    ((int, float), True),  # finished
+    (int, False),  # id
+)
+
+
+def _fits(value: Any, kind: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return False
+    return not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _valid_row(row: tuple[Any, ...]) -> bool:
+    """Whether a row read from the file has the types a record has (a ledger may come from
+    elsewhere: a wrong type is a bad record, skipped, never a TypeError later)."""
+    if len(row) != len(_RECORD_TYPES):
+        return False
+    for value, (kind, nullable) in zip(row, _RECORD_TYPES, strict=True):
+        if value is None:
+            if not nullable:
+                return False
+        elif not _fits(value, kind):
+            return False
+    status, tokens = row[3], (row[8], row[9], row[11])
+    return status in ("ok", "failed") and all(n >= 0 for n in tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +179,7 @@ class Ledger:
         self._known_blobs: set[str] = set()
         self._closed = False
         if self.path is not None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise _error(f"cannot create the ledger's folder {self.path.parent}", exc) from None
+            _create_private(self.path)
         self._connect()  # open now: a bad file fails here, before any request is sent
 
     def __repr__(self) -> str:
@@ -159,6 +200,8 @@ class Ledger:
             raise _error(f"cannot open the ledger {where}", exc) from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # A ledger may come from elsewhere: SQL functions named in its schema never run.
+            conn.execute("PRAGMA trusted_schema = OFF")
             self._prepare(conn)
         except (sqlite3.Error, ValueError) as exc:
             conn.close()
@@ -189,6 +232,7 @@ class Ledger:
             delay = min(delay * 2, 0.2)
 
     def _prepare_once(self, conn: sqlite3.Connection) -> None:
+        self._drop_code(conn)
         if self.path is not None:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -211,6 +255,38 @@ class Ledger:
             raise sqlite3.DatabaseError(
                 f"it was written by a newer koine-sdk (ledger format {row[0]})"
             )
+
+    def _drop_code(self, conn: sqlite3.Connection) -> None:
+        """A ledger is data: it never holds triggers or views. A file from elsewhere that does
+        (a trigger can rewrite later answers, a view can stand in for a table) has them
+        dropped, with a warning; a file where they cannot be dropped is refused."""
+        found = conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+        ).fetchall()
+        if not found:
+            return
+        names = ", ".join(f"{kind} {name!r}" for kind, name in found)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for kind, name in found:
+                quoted = '"' + str(name).replace('"', '""') + '"'
+                conn.execute(
+                    f"DROP {'TRIGGER' if kind == 'trigger' else 'VIEW'} IF EXISTS {quoted}"
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise sqlite3.DatabaseError(
+                f"it holds code ({names}), which a ledger never does, and it could not be "
+                f"dropped ({exc})"
+            ) from None
+        warnings.warn(
+            f"The ledger {self.path} held {names}; a ledger never holds code, so they were "
+            "dropped. Trust a ledger from elsewhere as you trust the notebook it came with.",
+            LedgerWarning,
+            stacklevel=6,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
@@ -373,6 +449,8 @@ class Ledger:
                     batch,
                 ).fetchall()
                 for row in rows:
+                    if not _valid_row(row):
+                        continue  # a bad record is a miss
                     rec = LedgerRecord(*row)
                     old = found.get(rec.key)
                     if old is None or rec.ok or not old.ok:
@@ -414,6 +492,50 @@ class Ledger:
         from ._frames import rows_frame
 
         return rows_frame(self, run_id=run_id, status=status, limit=limit)
+
+
+_warned_readable: set[str] = set()
+
+
+def _create_private(path: Path) -> None:
+    """The ledger holds every prompt and answer: its folder is created 0700 and the file 0600
+    whatever the umask (SQLite gives the ``-wal`` and ``-shm`` files the database file's mode).
+    An existing ledger that others can read is used, with one warning."""
+    folder = path.parent
+    try:
+        if not folder.is_dir():
+            folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise _error(f"cannot create the ledger's folder {folder}", exc) from None
+    try:
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+            return
+    except FileExistsError:
+        pass  # made by another process at the same moment
+    except OSError as exc:
+        if not path.exists():
+            raise _error(f"cannot create the ledger {path}", exc) from None
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    where = str(path)
+    if mode & (stat.S_IRGRP | stat.S_IROTH) and where not in _warned_readable:
+        _warned_readable.add(where)
+        warnings.warn(
+            f"The ledger {path} can be read by other users of this machine (mode "
+            f"{stat.filemode(mode)}); it holds every prompt and answer. Make it private with: "
+            f"chmod 600 {path}",
+            LedgerWarning,
+            stacklevel=4,
+        )
 
 
 def _dumps(value: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ from ._config import KoineConfig
 from ._loop import LoopThread
 from ._partial import json_schema
 from ._replay import ReplayMode
+from ._response_limits import ResponseLimits
 from ._streams import StreamWarning
 from ._version import __version__
 from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
@@ -49,6 +50,7 @@ __all__ = [
     "KoineUsage",
     "LoopThread",
     "ReplayMode",
+    "ResponseLimits",
     "StreamObjectResult",
     "StreamTextResult",
     "StreamWarning",

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import httpx
 
 from ._config import KoineConfig
+from ._response_limits import too_large
 from ._sse import ServerSentEvent, SSEDecoder
 from ._version import __version__
 from .errors import KoineError, error_from_response
@@ -375,8 +376,21 @@ class Transport:
         response = await self._open(method, path, body, timeout, ok_statuses)
         failure: KoineError | None = None
         content = b""
+        limit = self.config.limits.max_body_bytes
         try:
-            content = await response.aread()
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                failure = too_large(f"body ({int(declared):,} bytes announced)", limit)
+            else:
+                parts: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        failure = too_large("body", limit)
+                        break
+                    parts.append(chunk)
+                content = b"".join(parts)
         except httpx.HTTPError as exc:
             failure = self._translate(exc, during=f"{method} {path}", phase="read")
         finally:
@@ -418,7 +432,8 @@ class Transport:
     ) -> AsyncIterator[list[ServerSentEvent]]:
         """The events of the body, a non-empty list per network read: one await per read, not
         per event (a read often holds many events)."""
-        decoder = SSEDecoder()
+        limits = self.config.limits
+        decoder = SSEDecoder(max_line=limits.max_line_chars, max_event=limits.max_event_chars)
         chunks = response.aiter_bytes()
         failure: KoineError | None = None
         try:

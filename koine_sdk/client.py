@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 import httpx
 from pydantic import ValidationError
 
-from ._config import KoineConfig
+from ._config import KoineConfig, shown_url
 from ._limits import check_arguments
 from ._partial import parser_for
 from ._repair import repair_prompt
@@ -43,7 +43,7 @@ def _usage_in(body: bytes) -> KoineUsage | None:
     try:
         data = json.loads(body)
         return KoineUsage.model_validate(data["usage"]) if isinstance(data, dict) else None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -113,10 +113,15 @@ class KoineClient:
         self._transport = Transport(self.config, max_retries=max_retries, http_client=http_client)
 
     def __repr__(self) -> str:
-        replay = f", replay={self.replay!r}" if self.replay != "off" else ""
-        return (
-            f"KoineClient(base_url={self.config.base_url!r}, model={self.config.model!r}{replay})"
-        )
+        # Never raises, even for a client whose __init__ failed half-way (verbose tracebacks
+        # call repr on it): nothing but the class name is taken for granted.
+        config = getattr(self, "config", None)
+        if config is None:
+            return "KoineClient(<not configured>)"
+        replay = getattr(self, "replay", "off")
+        shown = f", replay={replay!r}" if replay != "off" else ""
+        url = shown_url(getattr(config, "base_url", None))
+        return f"KoineClient(base_url={url!r}, model={getattr(config, 'model', None)!r}{shown})"
 
     @property
     def replay(self) -> ReplayMode:
@@ -249,7 +254,7 @@ class KoineClient:
         ``INVALID_ARGUMENT``."""
         timeout = _check_timeout(timeout)
         body = self._body("/stream", prompt, system, session_id, allowed_tools, model)
-        state = TextStreamState(keep_text=keep_text)
+        state = TextStreamState(keep_text, self.config.limits.max_answer_chars)
         return StreamTextResult(self._transport, "/stream", body, timeout, state, self._replay)
 
     # -- objects ----------------------------------------------------------------------------

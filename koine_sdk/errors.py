@@ -44,6 +44,7 @@ ErrorCode = Literal[
     "NO_SESSION",  # the stream ended properly but without a ``result`` event: no session id
     "NO_OBJECT",  # the object stream ended properly but without an ``object`` event
     "PROMPT_TOO_LARGE",  # one CLI argument would pass the OS limit (caught before sending)
+    "RESPONSE_TOO_LARGE",  # a body, event line, event or answer passed its limit (not read on)
     "CLIENT_CLOSED",  # the client was closed before or during the call
     "REPLAY_MISS",  # strict replay: the request was never recorded (nothing was sent)
     "LEDGER_ERROR",  # the ledger file cannot be opened, read or written
@@ -60,6 +61,10 @@ _HINTS: dict[str, str] = {
     "CONCURRENCY_LIMIT_ERROR": (
         "The gateway is busy (its concurrency limit is reached): retry after a pause, or pass "
         "max_retries to the client."
+    ),
+    "RESPONSE_TOO_LARGE": (
+        "The answer passed a size limit and was not read further: raise it with "
+        "KoineConfig(limits=ResponseLimits(...)) only for a gateway you trust."
     ),
     "NOT_FOUND": "No such endpoint: check that base_url points at a Koine gateway.",
     "NETWORK_ERROR": "Could not talk to the gateway: is it running at base_url?",
@@ -191,7 +196,7 @@ def error_from_response(status: int, body: bytes, headers: Any) -> KoineError:
     if text.strip():
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
     message: str | None = None
     code: str | None = None

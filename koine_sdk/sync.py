@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from ._config import KoineConfig
+from ._config import KoineConfig, shown_url
 from ._loop import LoopThread
 from ._sync_results import SyncStreamObjectResult, SyncStreamTextResult
 from .client import KoineClient
@@ -90,11 +90,15 @@ class SyncKoineClient:
         self._finalizer = weakref.finalize(self, _shut_down, self._runner, self._async)
 
     def __repr__(self) -> str:
-        replay = f", replay={self.replay!r}" if self.replay != "off" else ""
-        return (
-            f"SyncKoineClient(base_url={self.config.base_url!r}, model={self.config.model!r}"
-            f"{replay})"
-        )
+        # Never raises, even for a client whose __init__ failed half-way (verbose tracebacks
+        # call repr on it): nothing but the class name is taken for granted.
+        config = getattr(self, "config", None)
+        if config is None:
+            return "SyncKoineClient(<not configured>)"
+        replay = getattr(self, "replay", "off")
+        shown = f", replay={replay!r}" if replay != "off" else ""
+        url = shown_url(getattr(config, "base_url", None))
+        return f"SyncKoineClient(base_url={url!r}, model={getattr(config, 'model', None)!r}{shown})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         ledger = self.ledger

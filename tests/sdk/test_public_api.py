@@ -34,7 +34,8 @@ PINNED: dict[str, list[str]] = {
     "koine_sdk": [
         "ConcurrencySlots", "ErrorCode", "GatewayConcurrency", "GenerateObjectResult",
         "GenerateTextResult", "HealthStatus", "KoineClient", "KoineConfig", "KoineError",
-        "KoineUsage", "LoopThread", "ReplayMode", "StreamObjectResult", "StreamTextResult",
+        "KoineUsage", "LoopThread", "ReplayMode", "ResponseLimits", "StreamObjectResult",
+        "StreamTextResult",
         "StreamWarning",
         "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult", "__version__",
         "create_koine", "create_koine_sync", "json_schema",

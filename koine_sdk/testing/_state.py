@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 __all__ = ["GatewayState", "RecordedRequest"]
 
 
+MAX_RECORDED = 10_000
+"""Requests kept in :attr:`GatewayState.requests` (a long-running gateway must not grow)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
     """One request as the gateway received it."""
@@ -74,6 +78,8 @@ class GatewayState:
     def record(self, request: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(request)
+            if len(self.requests) > MAX_RECORDED:  # the log is bounded: drop the oldest
+                del self.requests[: len(self.requests) - MAX_RECORDED]
             self.lock.notify_all()
 
     def pop_reply(self) -> Reply | None:

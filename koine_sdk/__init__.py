@@ -15,13 +15,22 @@ Sync (scripts, notebooks, threads)::
 
 from ._config import KoineConfig
 from ._loop import LoopThread
-from ._partial import json_schema
+from ._objects import json_schema
 from ._replay import ReplayMode
 from ._response_limits import ResponseLimits
 from ._streams import StreamWarning
 from ._version import __version__
 from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
-from .errors import ErrorCode, KoineError
+from .errors import (
+    ErrorCode,
+    KoineAuthError,
+    KoineConnectionError,
+    KoineError,
+    KoineRateLimitError,
+    KoineResponseError,
+    KoineTimeoutError,
+    KoineValidationError,
+)
 from .sync import (
     SyncKoineClient,
     SyncStreamObjectResult,
@@ -44,10 +53,16 @@ __all__ = [
     "GenerateObjectResult",
     "GenerateTextResult",
     "HealthStatus",
+    "KoineAuthError",
     "KoineClient",
     "KoineConfig",
+    "KoineConnectionError",
     "KoineError",
+    "KoineRateLimitError",
+    "KoineResponseError",
+    "KoineTimeoutError",
     "KoineUsage",
+    "KoineValidationError",
     "LoopThread",
     "ReplayMode",
     "ResponseLimits",

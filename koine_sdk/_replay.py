@@ -41,7 +41,7 @@ from .errors import KoineError
 from .types import GenerateObjectResult, GenerateTextResult, KoineUsage
 
 if TYPE_CHECKING:  # the ledger (sqlite3) is imported when a client records or replays
-    from ._partial import PartialParser
+    from ._objects import PartialParser
     from .ledger import Ledger, LedgerRecord, LedgerSpec
 
 __all__ = ["ENV_REPLAY", "Recording", "ReplayMode", "Replayer", "replay_mode", "short_prompt"]

@@ -22,9 +22,8 @@ import json.decoder
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
-from ._partial import PartialParser
+from ._objects import PartialBuilder, PartialParser
 from ._response_limits import too_large
-from ._reuse import PartialBuilder
 from ._sse import ServerSentEvent
 from .errors import KoineError
 from .types import KoineUsage
@@ -295,9 +294,11 @@ class ObjectStreamState(StreamState, Generic[T]):
         self.has_object: bool = False
 
     def _show(self, data: Any) -> Any | None:
-        """The partial object for ``data``, or ``None`` when it is the one shown last."""
+        """The partial object for ``data``, or ``None`` when it equals the one shown last (no
+        value is yielded twice in a row; unchanged parts are shared, so the comparison stops
+        at them at once)."""
         partial = self._builder.parse(data)
-        if partial is self.partial:
+        if partial is self.partial or (self.partial is not None and partial == self.partial):
             return None
         self.partial = partial
         return partial
@@ -353,8 +354,7 @@ class ObjectStreamState(StreamState, Generic[T]):
         try:
             final = self._parser.validate_final(self.object_data, self.raw_text)
         except KoineError as exc:
-            exc.usage = self.usage
-            raise
+            raise exc.replace(usage=self.usage) from None
         self._final = (final,)
         return final
 

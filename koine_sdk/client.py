@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ._config import KoineConfig, shown_url
 from ._limits import check_arguments
-from ._partial import parser_for
+from ._objects import parser_for
 from ._repair import repair_prompt
 from ._replay import Replayer, ReplayMode, replay_mode
 from ._results import StreamObjectResult, StreamTextResult
@@ -336,24 +336,22 @@ class KoineClient:
                 )
             except KoineError as exc:
                 if attempts:  # a repair failed: the earlier answers were paid all the same
-                    exc.usage = exc.usage or total
-                    exc.attempts = attempts
+                    raise exc.replace(usage=exc.usage or total, attempts=attempts) from None
                 raise
             attempts += 1
             try:
                 wire = _GenerateObjectWire.model_validate_json(content)
             except ValidationError:
                 error = _invalid_response("a generate-object result", content)
-                error.usage = _sum(total, error.usage) if error.usage is not None else total
-                error.attempts = attempts
-                raise error from None
+                usage = _sum(total, error.usage) if error.usage is not None else total
+                raise error.replace(usage=usage, attempts=attempts) from None
             total = _sum(total, wire.usage)
             try:
                 obj = parser.validate_final(wire.object, wire.raw_text)
-            except KoineError as exc:
-                exc.usage, exc.attempts = total, attempts
+            except KoineError as invalid:
+                exc = invalid.replace(usage=total, attempts=attempts)
                 if attempts > repairs:
-                    raise
+                    raise exc from None
                 body = self._body(
                     "/generate-object",
                     repair_prompt(exc),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from koine_sdk import KoineError
+from koine_sdk import KoineConnectionError, KoineError
 from koine_sdk.ledger import LedgerWarning, process_ledger
 
 from ._columns import flatten
@@ -21,12 +21,7 @@ from ._state import FROM_DUPLICATE, FROM_REQUEST, Unit
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["FATAL_CODES", "describe", "end_sample", "handle", "is_connection_trouble"]
-
-FATAL_CODES = frozenset(
-    {"AUTH_MISSING", "AUTH_INVALID", "NOT_FOUND", "INVALID_CONFIG", "NO_TOOLS_AVAILABLE"}
-)
-"""Errors that every further request would get too: the run stops at once."""
+__all__ = ["describe", "end_sample", "handle", "is_connection_trouble"]
 DEFAULT_429_WAIT = 1.0  # seconds, when a 429 comes without Retry-After (doubles per 429)
 ROW_CONNECTION_FAILURES = 3  # a row that breaks the connection this often (no outage) fails
 
@@ -38,10 +33,9 @@ def describe(exc: BaseException) -> str:
 
 
 def is_connection_trouble(exc: KoineError) -> bool:
-    if exc.code in ("NETWORK_ERROR", "CLIENT_CLOSED"):
-        return True
-    # A 5xx without a gateway code came from something in front of (or instead of) the gateway.
-    return exc.code == "HTTP_ERROR" and exc.status is not None and exc.status >= 500
+    """The request did not get through (the SDK's category: a broken connection, or a 5xx from
+    something in front of the gateway)."""
+    return isinstance(exc, KoineConnectionError)
 
 
 def _usage_of(obj: Any) -> tuple[int, int] | None:
@@ -58,7 +52,7 @@ def handle(
     if error is None:
         succeeded(run, unit, replica, result)
         return
-    if isinstance(error, KoineError) and error.code in FATAL_CODES:
+    if isinstance(error, KoineError) and error.fatal:
         replica.dead = True
         replica.last_error = describe(error)
         if all(r.dead for r in run.replicas):

@@ -231,6 +231,8 @@ def test_health_from_a_hostile_gateway_stays_inert(kernel: Kernel) -> None:
         server.shutdown()
         server.server_close()
         kernel.run("%koine disconnect")
+        _, reply = kernel.run("%koine connect --auto")  # back to $KOINE_BASE_URL
+        assert reply["content"]["status"] == "ok"
 
 
 def test_nbconvert_html_export_has_no_live_payload(koine_gateway_server: Any) -> None:

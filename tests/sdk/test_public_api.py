@@ -26,14 +26,16 @@ from koine_sdk import (
     create_koine,
     create_koine_sync,
 )
-from koine_sdk._partial import CACHE_SIZE, parser_for, partial_type
+from koine_sdk._objects._schema_views import CACHE_SIZE, parser_for, partial_type
 from koine_sdk.errors import _parse_retry_after  # pyright: ignore[reportPrivateUsage]
 from koine_sdk.testing import Fault
 
 PINNED: dict[str, list[str]] = {
     "koine_sdk": [
         "ConcurrencySlots", "ErrorCode", "GatewayConcurrency", "GenerateObjectResult",
-        "GenerateTextResult", "HealthStatus", "KoineClient", "KoineConfig", "KoineError",
+        "GenerateTextResult", "HealthStatus", "KoineAuthError", "KoineClient", "KoineConfig",
+        "KoineConnectionError", "KoineError", "KoineRateLimitError", "KoineResponseError",
+        "KoineTimeoutError", "KoineValidationError",
         "KoineUsage", "LoopThread", "ReplayMode", "ResponseLimits", "StreamObjectResult",
         "StreamTextResult",
         "StreamWarning",
@@ -41,7 +43,11 @@ PINNED: dict[str, list[str]] = {
         "create_koine", "create_koine_sync", "json_schema",
     ],
     "koine_sdk.client": ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"],
-    "koine_sdk.errors": ["ErrorCode", "KoineError"],
+    "koine_sdk.errors": [
+        "KNOWN_ERROR_CODES", "ErrorCode", "KoineAuthError", "KoineConnectionError", "KoineError",
+        "KoineRateLimitError", "KoineResponseError", "KoineTimeoutError", "KoineValidationError",
+        "to_error_code",
+    ],
     "koine_sdk.ledger": [
         "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "Ledger", "LedgerRecord", "LedgerSpec",
         "LedgerWarning", "RequestShape", "caller_records", "canonical_json", "content_hash",
@@ -289,7 +295,7 @@ def _define(version: int) -> type[BaseModel]:
 
 @pytest.mark.slow
 def test_redefining_a_model_1000_times_keeps_memory_bounded() -> None:
-    from koine_sdk import _partial
+    from koine_sdk._objects import _schema_views as _partial
 
     first: weakref.ref[type[BaseModel]] | None = None
     for i in range(1000):

@@ -17,6 +17,7 @@ from ._config import KoineConfig
 from ._loop import LoopThread
 from ._objects import json_schema
 from ._replay import ReplayMode
+from ._request import Endpoint, KoineRequest
 from ._response_limits import ResponseLimits
 from ._streams import StreamWarning
 from ._version import __version__
@@ -48,6 +49,7 @@ from .types import (
 
 __all__ = [
     "ConcurrencySlots",
+    "Endpoint",
     "ErrorCode",
     "GatewayConcurrency",
     "GenerateObjectResult",
@@ -59,6 +61,7 @@ __all__ = [
     "KoineConnectionError",
     "KoineError",
     "KoineRateLimitError",
+    "KoineRequest",
     "KoineResponseError",
     "KoineTimeoutError",
     "KoineUsage",

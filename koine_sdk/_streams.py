@@ -354,7 +354,7 @@ class ObjectStreamState(StreamState, Generic[T]):
         try:
             final = self._parser.validate_final(self.object_data, self.raw_text)
         except KoineError as exc:
-            raise exc.replace(usage=self.usage) from None
+            raise exc.replace(usage=self.usage) from exc.__cause__
         self._final = (final,)
         return final
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import random
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -25,7 +24,7 @@ from ._sse import ServerSentEvent, SSEDecoder
 from ._version import __version__
 from .errors import KoineError, error_from_response
 
-__all__ = ["MAX_RETRY_AFTER", "Transport", "build_body"]
+__all__ = ["MAX_RETRY_AFTER", "Transport"]
 
 _USER_AGENT = f"koine-sdk-python/{__version__}"
 _MAX_ERROR_BODY = 64 * 1024
@@ -53,57 +52,6 @@ def _ssl_context() -> ssl.SSLContext:
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
-
-
-def build_body(
-    *,
-    prompt: object,
-    system: object = None,
-    session_id: object = None,
-    allowed_tools: object = None,
-    model: object = None,
-    schema: dict[str, Any] | None = None,
-) -> bytes:
-    """The JSON body of a POST: camelCase names, absent fields omitted (never ``null``)."""
-    if not isinstance(prompt, str):
-        raise KoineError(
-            f"prompt must be a string (got {type(prompt).__name__})", "INVALID_ARGUMENT"
-        )
-    body: dict[str, Any] = {"prompt": prompt}
-    for name, wire, value in (
-        ("system", "system", system),
-        ("session_id", "sessionId", session_id),
-        ("model", "model", model),
-    ):
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise KoineError(
-                f"{name} must be a string (got {type(value).__name__})", "INVALID_ARGUMENT"
-            )
-        body[wire] = value
-    if allowed_tools is not None:
-        if isinstance(allowed_tools, str) or not isinstance(allowed_tools, Sequence | set):
-            raise KoineError(
-                "allowed_tools must be a list of tool names such as ['Read', 'Glob'] "
-                f"(got {type(allowed_tools).__name__})",
-                "INVALID_ARGUMENT",
-            )
-        tools: list[str] = []
-        for tool in allowed_tools:  # pyright: ignore[reportUnknownVariableType]
-            if not isinstance(tool, str) or not tool:
-                raise KoineError(
-                    f"allowed_tools holds {tool!r}; tool names are non-empty strings",
-                    "INVALID_ARGUMENT",
-                )
-            tools.append(tool)
-        body["allowedTools"] = tools
-    if schema is not None:
-        body["schema"] = schema
-    try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate: valid JSON only as an escape
-        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class _SlotTransport(httpx.AsyncBaseTransport):

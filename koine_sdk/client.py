@@ -14,13 +14,13 @@ import httpx
 from pydantic import ValidationError
 
 from ._config import KoineConfig, shown_url
-from ._limits import check_arguments
 from ._objects import parser_for
 from ._repair import repair_prompt
 from ._replay import Replayer, ReplayMode, replay_mode
+from ._request import Endpoint, KoineRequest
 from ._results import StreamObjectResult, StreamTextResult
 from ._streams import ObjectStreamState, TextStreamState
-from ._transport import Transport, build_body
+from ._transport import Transport
 from .errors import KoineError
 from .types import (
     GenerateObjectResult,
@@ -164,26 +164,17 @@ class KoineClient:
     ) -> bytes:
         """The request body, after checking the arguments (``INVALID_ARGUMENT``) and that the
         gateway can pass each of them to the CLI (``PROMPT_TOO_LARGE``): nothing is sent
-        otherwise."""
-        model = model if model is not None else self.config.model
-        body = build_body(
+        otherwise (:class:`KoineRequest` builds and checks it)."""
+        return KoineRequest.build(
+            path,
             prompt=prompt,
             system=system,
             session_id=session_id,
             allowed_tools=allowed_tools,
             model=model,
+            default_model=self.config.model,
             schema=schema,
-        )
-        check_arguments(
-            path,
-            prompt=prompt,
-            system=system,
-            session_id=session_id,
-            model=model,
-            tools=allowed_tools,
-            schema=schema,
-        )
-        return body
+        ).body()
 
     # -- text -------------------------------------------------------------------------------
 
@@ -204,7 +195,7 @@ class KoineClient:
         gateway's slot, but the real gateway lets that CLI run to its end (only streams are
         stopped on disconnect): the tokens are spent anyway."""
         timeout = _check_timeout(timeout)
-        path = "/generate-text"
+        path = Endpoint.GENERATE_TEXT.path
         body = self._body(path, prompt, system, session_id, allowed_tools, model)
         recording = self._replay.find(path, body)
         if recording is not None:
@@ -253,9 +244,11 @@ class KoineClient:
         consumer that handles each chunk itself; ``r.text()`` and ``r.received_text`` then raise
         ``INVALID_ARGUMENT``."""
         timeout = _check_timeout(timeout)
-        body = self._body("/stream", prompt, system, session_id, allowed_tools, model)
+        body = self._body(Endpoint.STREAM.path, prompt, system, session_id, allowed_tools, model)
         state = TextStreamState(keep_text, self.config.limits.max_answer_chars)
-        return StreamTextResult(self._transport, "/stream", body, timeout, state, self._replay)
+        return StreamTextResult(
+            self._transport, Endpoint.STREAM.path, body, timeout, state, self._replay
+        )
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -288,7 +281,7 @@ class KoineClient:
         timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
         json_schema = parser.json_schema()
-        path = "/generate-object"
+        path = Endpoint.GENERATE_OBJECT.path
         body = self._body(path, prompt, system, session_id, allowed_tools, model, json_schema)
         recording = self._replay.find(path, body)
         if recording is not None:
@@ -332,11 +325,13 @@ class KoineClient:
         while True:
             try:
                 _, content = await self._transport.request_json(
-                    "POST", "/generate-object", body, timeout=timeout
+                    "POST", Endpoint.GENERATE_OBJECT.path, body, timeout=timeout
                 )
             except KoineError as exc:
                 if attempts:  # a repair failed: the earlier answers were paid all the same
-                    raise exc.replace(usage=exc.usage or total, attempts=attempts) from None
+                    raise exc.replace(
+                        usage=exc.usage or total, attempts=attempts
+                    ) from exc.__cause__
                 raise
             attempts += 1
             try:
@@ -344,16 +339,16 @@ class KoineClient:
             except ValidationError:
                 error = _invalid_response("a generate-object result", content)
                 usage = _sum(total, error.usage) if error.usage is not None else total
-                raise error.replace(usage=usage, attempts=attempts) from None
+                raise error.replace(usage=usage, attempts=attempts) from error.__cause__
             total = _sum(total, wire.usage)
             try:
                 obj = parser.validate_final(wire.object, wire.raw_text)
             except KoineError as invalid:
                 exc = invalid.replace(usage=total, attempts=attempts)
                 if attempts > repairs:
-                    raise exc from None
+                    raise exc from invalid.__cause__
                 body = self._body(
-                    "/generate-object",
+                    Endpoint.GENERATE_OBJECT.path,
                     repair_prompt(exc),
                     system,
                     wire.session_id,
@@ -390,11 +385,17 @@ class KoineClient:
         timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
         body = self._body(
-            "/stream-object", prompt, system, session_id, allowed_tools, model, parser.json_schema()
+            Endpoint.STREAM_OBJECT.path,
+            prompt,
+            system,
+            session_id,
+            allowed_tools,
+            model,
+            parser.json_schema(),
         )
         return StreamObjectResult(
             self._transport,
-            "/stream-object",
+            Endpoint.STREAM_OBJECT.path,
             body,
             timeout,
             ObjectStreamState(parser),

@@ -191,7 +191,9 @@ class KoineError(Exception):
         }
         fields.update(changes)
         message, code, raw_text = fields.pop("message"), fields.pop("code"), fields.pop("raw_text")
-        return KoineError(message, code, raw_text, **fields)
+        copy = KoineError(message, code, raw_text, **fields)
+        copy.__cause__ = self.__cause__  # e.g. pydantic's ValidationError behind a VALIDATION_ERROR
+        return copy
 
     @property
     def hint(self) -> str | None:

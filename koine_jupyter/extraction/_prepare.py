@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError
 
-from koine_sdk import KoineClient, KoineConfig, KoineError, SyncKoineClient, create_koine
-from koine_sdk.ledger import LedgerSpec, LedgerWarning, RequestShape, open_ledger, process_ledger
+from koine_sdk import (
+    Endpoint,
+    KoineClient,
+    KoineConfig,
+    KoineError,
+    KoineRequest,
+    SyncKoineClient,
+    create_koine,
+)
+from koine_sdk.ledger import LedgerSpec, LedgerWarning, open_ledger, process_ledger
 
 from ._clients import ClientLike, make_client, wire_schema
 from ._columns import flatten, schema_columns
@@ -26,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENDPOINT", "Call", "invalid", "prepare", "progress_mode", "render"]
 
-ENDPOINT = "/generate-object"
+ENDPOINT = Endpoint.GENERATE_OBJECT
 
 
 def invalid(message: str) -> KoineError:
@@ -140,19 +148,6 @@ def clients_of(client: Any) -> tuple[list[ClientLike], list[KoineClient]]:
     return out, own
 
 
-def _body(
-    schema: type[BaseModel], system: str | None, model: str | None, tools: Sequence[str] | None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"schema": wire_schema(schema)}
-    if system is not None:
-        body["system"] = system
-    if model is not None:
-        body["model"] = model
-    if tools is not None:
-        body["allowedTools"] = list(tools)
-    return body
-
-
 def _from_ledger(schema: type[BaseModel], answer: str | None) -> BaseModel | None:
     if answer is None:
         return None
@@ -190,9 +185,20 @@ def prepare(
     texts, index = texts_of(call.texts)
     book = open_ledger(ledger)
     clients, own = clients_of(o["client"])
-    tools = tuple(o["allowed_tools"]) if o["allowed_tools"] is not None else None
-    model = o["model"] if o["model"] is not None else clients[0].config.model
-    shape = RequestShape.of(ENDPOINT, _body(schema, o["system"], model, tools))
+    # One request made once: its checks, the default-model rule and the ledger key are the
+    # SDK's (KoineRequest), the same that builds the bodies the clients send.
+    request = KoineRequest.build(
+        ENDPOINT,
+        prompt="",
+        system=o["system"],
+        allowed_tools=o["allowed_tools"],
+        model=o["model"],
+        default_model=clients[0].config.model,
+        schema=wire_schema(schema),
+        check_size=False,
+    )
+    model, tools = request.model, request.allowed_tools
+    shape = request.shape()
     rows = Rows(len(texts), index, columns)
     wanted: dict[int, str] = {}
     prompts: dict[int, str] = {}
@@ -241,7 +247,7 @@ def prepare(
         "model": model,
         "system_hash": shape.system_hash,
         "allowed_tools": list(tools) if tools is not None else None,
-        "endpoint": ENDPOINT,
+        "endpoint": ENDPOINT.path,
         **(tags or {}),
     }
     try:

@@ -13,11 +13,11 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import KoineError
 from ._key import RequestShape
@@ -456,6 +456,24 @@ class Ledger:
                     if old is None or rec.ok or not old.ok:
                         found[rec.key] = rec
         return found
+
+    def nearest(
+        self, prompt: str, endpoints: Sequence[str]
+    ) -> tuple[str | None, str | None, str | None, str | None, str | None] | None:
+        """The latest success recorded for ``prompt`` on one of ``endpoints``, as (model,
+        session id sent, system hash, schema hash, allowed tools as JSON): what a near miss
+        differs by. ``None`` when there is none (or the row does not have these types)."""
+        marks = ",".join("?" * len(endpoints))
+        with self._db("look up a prompt") as db:
+            row = db.execute(
+                "SELECT model, session_in, system_hash, schema_hash, allowed_tools FROM requests "
+                f"WHERE prompt = ? AND status = 'ok' AND endpoint IN ({marks}) "
+                "ORDER BY id DESC LIMIT 1",
+                (prompt, *endpoints),
+            ).fetchone()
+        if row is None or not all(v is None or isinstance(v, str) for v in row):
+            return None
+        return cast("tuple[str | None, str | None, str | None, str | None, str | None]", row)
 
     def get(self, key: str) -> LedgerRecord | None:
         """The best record of one key (see :meth:`lookup`), or ``None``."""

@@ -136,6 +136,8 @@ class KoineRequest:
         if text is None:
             raise KoineError("prompt must be a string (got NoneType)", "INVALID_ARGUMENT")
         chosen = _string("model", model)
+        if chosen is not None and not chosen.strip():
+            raise KoineError("model must be a non-empty string or None", "INVALID_ARGUMENT")
         request = cls(
             point,
             text,

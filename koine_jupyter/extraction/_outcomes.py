@@ -16,7 +16,7 @@ from koine_sdk.ledger import LedgerWarning, process_ledger
 from ._columns import flatten
 from ._estimate import project
 from ._replica import Replica
-from ._state import FROM_DUPLICATE, FROM_REQUEST, Unit
+from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_REQUEST, Unit
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -97,34 +97,42 @@ def handle(
 
 def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
     replica.on_success(unit.sent_at)
-    tokens = _usage_of(result) or (0, 0)
-    attempts = int(getattr(result, "attempts", 1))
+    # A client in replay mode may answer from its ledger: nothing was paid now, the answer is
+    # already recorded there, and the row says where it came from.
+    replayed = getattr(result, "source", "live") == "replay"
+    tokens = (0, 0) if replayed else (_usage_of(result) or (0, 0))
+    attempts = 0 if replayed else int(getattr(result, "attempts", 1))
     run.input_tokens += tokens[0]
     run.output_tokens += tokens[1]
     finished = time.time()
-    if run.sampling:
+    if run.sampling and not replayed:
         run.sample_usage.append(tokens)
         run.sample_seconds.append(finished - (unit.started or finished))
     obj = result.object
-    write(
-        run,
-        unit,
-        status="ok",
-        answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
-        raw_text=getattr(result, "raw_text", None),
-        input_tokens=tokens[0],
-        output_tokens=tokens[1],
-        session_id=getattr(result, "session_id", None),
-        attempts=attempts,
-        started=unit.started,
-        finished=finished,
-    )
+    if not replayed:
+        write(
+            run,
+            unit,
+            status="ok",
+            answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
+            raw_text=getattr(result, "raw_text", None),
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            session_id=getattr(result, "session_id", None),
+            attempts=attempts,
+            started=unit.started,
+            finished=finished,
+        )
     values = flatten(obj, run.rows.columns)
     first = True
     for pos in unit.positions:
         if first:
             run.rows.finish(
-                pos, values=values, tokens=tokens, attempts=attempts, answer_from=FROM_REQUEST
+                pos,
+                values=values,
+                tokens=tokens,
+                attempts=attempts,
+                answer_from=FROM_LEDGER if replayed else FROM_REQUEST,
             )
             first = False
         else:
@@ -133,7 +141,7 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
                 values=_copy(values),
                 tokens=(0, 0),
                 attempts=attempts,
-                answer_from=FROM_DUPLICATE,
+                answer_from=FROM_LEDGER if replayed else FROM_DUPLICATE,
             )
 
 

@@ -64,6 +64,26 @@ def check_seconds(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_timeout(value: Any) -> float | None:
+    """``None`` (the client's) or a positive, finite number of seconds."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise invalid(f"timeout must be a positive number of seconds or None (got {value!r})")
+    return float(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(f"{name} must be True or False (got {value!r})")
+    return value
+
+
 def progress_mode(progress: Any) -> ProgressMode:
     if progress is True:
         return "auto"
@@ -180,6 +200,8 @@ def prepare(
         check_count(name, o["concurrency"], 1)
     for name in ("max_retries", "max_rows", "max_tokens", "repairs"):
         check_count(name, o[name], 0)
+    check_timeout(o["timeout"])
+    check_flag("cache", o["cache"])
     max_retry_after = check_seconds("max_retry_after", o["max_retry_after"])
     max_outage = check_seconds("max_outage", o["max_outage"])
     texts, index = texts_of(call.texts)

@@ -39,6 +39,7 @@ def _old_body(
 
 _text = st.text(max_size=30)
 _maybe = st.none() | _text
+_model = st.none() | st.text(min_size=1, max_size=30).filter(str.strip)
 _schema = st.none() | st.fixed_dictionaries(
     {"type": st.just("object"), "properties": st.dictionaries(_text, st.just({"type": "string"}))}
 )
@@ -51,7 +52,7 @@ _schema = st.none() | st.fixed_dictionaries(
     _maybe,
     _maybe,
     st.none() | st.lists(st.text(min_size=1, max_size=8), max_size=3),
-    _maybe,
+    _model,
     _schema,
 )
 def test_bodies_and_keys_are_those_of_3_0_0a1(

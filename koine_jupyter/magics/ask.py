@@ -31,11 +31,11 @@ from ..views import AnswerFormat, FrameView, KoineAnswer, ObjectView, TextView, 
 from ..views._live import session_of
 from ..views.text import provenance
 from .args import AskOptions
+from .context import MagicsContext
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncKoineClient
 
-    from .core import KoineMagics
 
 __all__ = ["Outcome", "Prepared", "Request", "ask", "deliver", "prepare"]
 
@@ -118,7 +118,7 @@ def resolve_schema(expr: str, namespace: dict[str, Any]) -> Any:
     return list[tp] if m else tp  # type: ignore[valid-type]
 
 
-def prepare(magics: KoineMagics, opts: AskOptions, prompt: str) -> Prepared:
+def prepare(magics: MagicsContext, opts: AskOptions, prompt: str) -> Prepared:
     """Check the options, fill the prompt's references, resolve the schema and the session."""
     opts.check()
     ns = magics.user_ns
@@ -143,12 +143,12 @@ def prepare(magics: KoineMagics, opts: AskOptions, prompt: str) -> Prepared:
     return Prepared(request, opts, schema, model, references, kept, resumed)
 
 
-def _keep(magics: KoineMagics, opts: AskOptions, value: Any) -> None:
+def _keep(magics: MagicsContext, opts: AskOptions, value: Any) -> None:
     if opts.out:
         magics.user_ns[opts.out] = value
 
 
-def _view_options(magics: KoineMagics, p: Prepared) -> dict[str, Any]:
+def _view_options(magics: MagicsContext, p: Prepared) -> dict[str, Any]:
     return {
         "display": p.options.display or magics.display,
         "rate": magics.update_rate,
@@ -157,7 +157,7 @@ def _view_options(magics: KoineMagics, p: Prepared) -> dict[str, Any]:
     }
 
 
-def _ask_text(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outcome:
+def _ask_text(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
     opts = p.options
     fmt = cast(AnswerFormat, opts.format)
     meta: dict[str, Any] = {"model": p.model, "session": opts.session, "format": fmt}
@@ -208,7 +208,7 @@ def _ask_text(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outc
     return Outcome(answer, answer.session_id, answer.usage, printed=view.mode == "text")
 
 
-def _ask_object(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outcome:
+def _ask_object(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
     opts = p.options
     ctx = magics.error_context(p)
     if opts.no_stream or opts.quiet:
@@ -264,7 +264,7 @@ def _provenance(
     return info
 
 
-def deliver(magics: KoineMagics, p: Prepared, outcome: Outcome) -> Any:
+def deliver(magics: MagicsContext, p: Prepared, outcome: Outcome) -> Any:
     """Record the session turn, fill ``--out``, and return what the cell shows."""
     opts = p.options
     if opts.session and outcome.session_id:
@@ -285,7 +285,7 @@ def deliver(magics: KoineMagics, p: Prepared, outcome: Outcome) -> Any:
     return outcome.result
 
 
-def ask(magics: KoineMagics, opts: AskOptions, prompt: str) -> Any:
+def ask(magics: MagicsContext, opts: AskOptions, prompt: str) -> Any:
     """Send ``prompt`` with ``opts``; return the cell's value."""
     p = prepare(magics, opts, prompt)
     try:

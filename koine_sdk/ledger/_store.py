@@ -499,7 +499,7 @@ class Ledger:
         """The runs, newest first, as a DataFrame (needs pandas)."""
         from ._frames import runs_frame
 
-        return runs_frame(self, limit=limit)
+        return runs_frame(self._run_rows(limit))
 
     def rows(
         self, run_id: str | None = None, *, status: str | None = None, limit: int | None = None
@@ -509,7 +509,38 @@ class Ledger:
         timings (needs pandas)."""
         from ._frames import rows_frame
 
-        return rows_frame(self, run_id=run_id, status=status, limit=limit)
+        return rows_frame(self._request_rows(run_id, status, limit))
+
+    def _run_rows(self, limit: int | None) -> list[tuple[Any, ...]]:
+        sql = (
+            "SELECT run_id, kind, status, started, ended, rows, params, stats FROM runs "
+            "ORDER BY started DESC" + (" LIMIT ?" if limit is not None else "")
+        )
+        return self.query(sql, [limit] if limit is not None else [])
+
+    def _request_rows(
+        self, run_id: str | None, status: str | None, limit: int | None
+    ) -> list[tuple[Any, ...]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if run_id is not None:
+            where.append("r.run_id = ?")
+            params.append(run_id)
+        if status is not None:
+            where.append("r.status = ?")
+            params.append(status)
+        sql = (
+            "SELECT r.id, r.run_id, r.endpoint, r.prompt, s.content, r.model, r.status, "
+            "r.error_code, r.error_message, r.answer, r.input_tokens, r.output_tokens, "
+            "r.attempts, r.session_id, r.started, r.finished, r.key FROM requests r "
+            "LEFT JOIN blobs s ON s.hash = r.system_hash"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY r.id"
+            + (" LIMIT ?" if limit is not None else "")
+        )
+        if limit is not None:
+            params.append(limit)
+        return self.query(sql, params)
 
 
 _warned_readable: set[str] = set()

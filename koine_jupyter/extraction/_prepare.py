@@ -272,12 +272,17 @@ def prepare(
         "endpoint": ENDPOINT.path,
         **(tags or {}),
     }
+    dask_tags: Any = (tags or {}).get("dask")
+    group: Any = (
+        cast(dict[str, Any], dask_tags).get("group") if isinstance(dask_tags, dict) else None
+    )
+    group = group if isinstance(group, str) else None
     try:
-        run_id: str | None = book.start_run("extract", rows=len(texts), params=params)
+        run_id: str | None = book.start_run("extract", rows=len(texts), params=params, group=group)
     except KoineError as exc:
         warnings.warn(f"{exc.message}; this run is kept in this process only", LedgerWarning, 3)
         book = process_ledger()
-        run_id = book.start_run("extract", rows=len(texts), params=params)
+        run_id = book.start_run("extract", rows=len(texts), params=params, group=group)
     return Run(
         rows=rows,
         units=list(units.values()),

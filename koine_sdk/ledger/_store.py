@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +27,11 @@ from ._warnings import LedgerWarning
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Ledger", "LedgerRecord"]
+__all__ = ["GroupRun", "Ledger", "LedgerRecord"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The ledger's format. Each step of :data:`_MIGRATIONS` takes a file from the version before
+to its own; a file newer than this is refused (it was written by a newer koine-sdk)."""
 _LOOKUP_BATCH = 500  # keys per SELECT (SQLite allows 32,766 parameters; small batches stay fast)
 
 _TABLES = """
@@ -45,8 +47,10 @@ CREATE TABLE IF NOT EXISTS runs (
     params TEXT,
     stats TEXT,
     host TEXT,
-    pid INTEGER
+    pid INTEGER,
+    run_group TEXT
 );
+CREATE INDEX IF NOT EXISTS runs_by_group ON runs (run_group);
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
@@ -73,6 +77,53 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (key);
 CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
 """
+
+
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    """3.0.0a1 -> 2: runs get a ``run_group`` column (the Dask group of a partition's run, which
+    was only inside the params JSON), filled from the params of the runs already there."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "run_group" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN run_group TEXT")
+    for run_id, params in db.execute("SELECT run_id, params FROM runs").fetchall():
+        group = _group_in(params)
+        if group is not None:
+            db.execute("UPDATE runs SET run_group = ? WHERE run_id = ?", (group, run_id))
+    db.execute("CREATE INDEX IF NOT EXISTS runs_by_group ON runs (run_group)")
+
+
+def _group_in(params: object) -> str | None:
+    try:
+        loaded: Any = json.loads(params) if isinstance(params, str) else None
+    except ValueError:
+        return None
+    if not isinstance(loaded, dict):
+        return None
+    dask: Any = cast(dict[str, Any], loaded).get("dask")
+    if not isinstance(dask, dict):
+        return None
+    group: Any = cast(dict[str, Any], dask).get("group")
+    return group if isinstance(group, str) else None
+
+
+_MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _migrate_to_2),)
+"""(version, step): the numbered upgrades, applied in order, each in one transaction. An
+upgrade keeps every answer (it never makes anyone pay again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRun:
+    """One run of a Dask group, as :meth:`Ledger.group_runs` reads it (``stats`` is what the
+    run stored when it ended, opaque here; ``None`` for a run that never ended)."""
+
+    run_id: str
+    status: str
+    started: float
+    ended: float | None
+    rows: int | None
+    params: dict[str, Any]
+    stats: dict[str, Any] | None
+
 
 _RECORD_COLUMNS = (
     "key, run_id, endpoint, status, answer, raw_text, error_code, error_message, "
@@ -251,10 +302,34 @@ class Ledger:
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
-        elif int(row[0]) > SCHEMA_VERSION:
+            return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"it was written by a newer koine-sdk (ledger format {row[0]})"
             )
+        for target, step in _MIGRATIONS:
+            if version < target:
+                self._upgrade(conn, target, step)
+                version = target
+
+    def _upgrade(
+        self, conn: sqlite3.Connection, target: int, step: Callable[[sqlite3.Connection], None]
+    ) -> None:
+        """One numbered migration, in one transaction (another process may have done it
+        first: the version is read again inside it)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            if int(now[0]) < target:
+                step(conn)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(target),)
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _drop_code(self, conn: sqlite3.Connection) -> None:
         """A ledger is data: it never holds triggers or views. A file from elsewhere that does
@@ -340,13 +415,21 @@ class Ledger:
 
     # -- runs -------------------------------------------------------------------------------
 
-    def start_run(self, kind: str, *, rows: int | None = None, params: Mapping[str, Any]) -> str:
-        """Record the start of a run (``kind``: ``"extract"``, ...); returns its id."""
+    def start_run(
+        self,
+        kind: str,
+        *,
+        rows: int | None = None,
+        params: Mapping[str, Any],
+        group: str | None = None,
+    ) -> str:
+        """Record the start of a run (``kind``: ``"extract"``, ...; ``group``: the Dask group
+        it is a partition of); returns its id."""
         run_id = uuid.uuid4().hex[:16]
         with self._db("start a run") as db:
             db.execute(
-                "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid, "
+                "run_group) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     kind,
@@ -355,9 +438,38 @@ class Ledger:
                     _dumps(params),
                     socket.gethostname(),
                     os.getpid(),
+                    group,
                 ),
             )
         return run_id
+
+    def group_runs(self, group: str, kind: str = "extract") -> list[GroupRun]:
+        """The runs of a Dask ``group`` (its partitions), oldest first."""
+        with self._db("read the runs of a group") as db:
+            found = db.execute(
+                "SELECT run_id, status, started, ended, rows, params, stats FROM runs "
+                "WHERE kind = ? AND run_group = ? ORDER BY started",
+                (kind, group),
+            ).fetchall()
+        out: list[GroupRun] = []
+        for run_id, status, started, ended, n, params, stats in found:
+            try:
+                loaded: Any = json.loads(params) if params else {}
+                summary: Any = json.loads(stats) if stats else None
+            except (TypeError, ValueError):
+                continue  # a record that is not what a ledger writes: skipped
+            out.append(GroupRun(run_id, status, started, ended, n, loaded, summary))
+        return out
+
+    def committed(self, run_id: str) -> tuple[int, int, int]:
+        """(requests, input tokens, output tokens) a run has committed so far."""
+        with self._db("count a run's requests") as db:
+            count, tokens_in, tokens_out = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
+                "COALESCE(SUM(output_tokens), 0) FROM requests WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        return int(count), int(tokens_in), int(tokens_out)
 
     def finish_run(self, run_id: str, *, status: str, stats: Mapping[str, Any]) -> None:
         """Record how a run ended (``status``: ``"done"``, ``"interrupted"``, ``"failed"``...)."""
@@ -489,9 +601,9 @@ class Ledger:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only SQL query on the ledger's tables (``runs``, ``requests``,
-        ``blobs``)."""
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a SQL query on the ledger's tables (private: the ledger owns its schema;
+        callers use the typed reads)."""
         with self._db("read") as db:
             return db.execute(sql, tuple(params)).fetchall()
 
@@ -516,7 +628,7 @@ class Ledger:
             "SELECT run_id, kind, status, started, ended, rows, params, stats FROM runs "
             "ORDER BY started DESC" + (" LIMIT ?" if limit is not None else "")
         )
-        return self.query(sql, [limit] if limit is not None else [])
+        return self._query(sql, [limit] if limit is not None else [])
 
     def _request_rows(
         self, run_id: str | None, status: str | None, limit: int | None
@@ -540,7 +652,7 @@ class Ledger:
         )
         if limit is not None:
             params.append(limit)
-        return self.query(sql, params)
+        return self._query(sql, params)
 
 
 _warned_readable: set[str] = set()

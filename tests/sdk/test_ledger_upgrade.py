@@ -63,3 +63,41 @@ def test_strict_replay_answers_every_recorded_call_of_a_3_0_0a1_ledger(old_ledge
             assert SDK_STREAM_PROMPT in s.text()
         with koine.stream_object(prompt=SDK_OBJECT_PROMPT, schema=Company) as s:
             assert isinstance(s.object(), Company)
+
+
+def test_the_upgrade_is_numbered_and_in_place(old_ledger: Path) -> None:
+    import sqlite3
+
+    from koine_sdk.ledger import Ledger
+
+    with sqlite3.connect(old_ledger) as db:
+        assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == ("1",)
+        before = db.execute("SELECT COUNT(*) FROM requests").fetchone()
+    Ledger(old_ledger).close()
+    with sqlite3.connect(old_ledger) as db:
+        assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == before  # nothing lost
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    assert "run_group" in columns
+    Ledger(old_ledger).close()  # a second open finds nothing to do
+
+
+def test_no_sql_outside_the_ledger() -> None:
+    """The ledger owns its schema: no other module of either package holds SQL."""
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    sql = re.compile(
+        r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+TABLE)\b"
+    )
+    offenders: list[str] = []
+    for pkg in ("koine_sdk", "koine_jupyter"):
+        for path in (root / pkg).rglob("*.py"):
+            if "ledger" in path.relative_to(root).parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                text = node.value if isinstance(node, ast.Constant) else None
+                if isinstance(text, str) and sql.search(text):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, offenders

@@ -363,7 +363,7 @@ def test_a_recording_that_no_longer_fits_the_schema_is_not_used(
     # the same request (same wire schema) after the model's validators changed: simulated by
     # recording under Strict's key an object that only fits Recipe
     book = Ledger(ledger)
-    recorded = book.query("SELECT answer, raw_text, session_id FROM requests")[0]
+    recorded = book._query("SELECT answer, raw_text, session_id FROM requests")[0]
     body = {"prompt": "A dish", "schema": _wire_schema(Strict)}
     book.record(
         RequestShape.of(PATHS[kind], body), "A dish", status="ok", answer=recorded[0],

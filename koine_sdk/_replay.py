@@ -224,6 +224,7 @@ class Replayer:
     def __init__(self, mode: ReplayMode, ledger: LedgerSpec = None) -> None:
         self.mode: ReplayMode = mode
         self.ledger: Ledger | None = None
+        self._spec: LedgerSpec = ledger  # what a call's replay= opens, when this one is off
         if mode == "off":
             return
         from .ledger import default_location, open_ledger
@@ -236,6 +237,18 @@ class Replayer:
                 "INVALID_CONFIG",
             )
         self.ledger = open_ledger(ledger, fallback=False)
+
+    def with_mode(self, mode: ReplayMode) -> Replayer:
+        """This policy with another mode, on the same ledger (a call's ``replay=``)."""
+        if mode == self.mode:
+            return self
+        if mode == "off":
+            return Replayer("off", self._spec)
+        if self.ledger is None:
+            return Replayer(mode, self._spec)
+        other = Replayer("off", self._spec)
+        other.mode, other.ledger = mode, self.ledger
+        return other
 
     @property
     def records(self) -> bool:

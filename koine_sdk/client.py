@@ -152,6 +152,13 @@ class KoineClient:
     def max_retries(self) -> int:
         return self._transport.max_retries
 
+    def _replayer(self, replay: ReplayMode | str | None) -> Replayer:
+        """The record/replay policy of one call: the client's, or ``replay=`` for this call
+        alone (``"off"``: ask the gateway and record nothing, whatever the client's mode)."""
+        if replay is None:
+            return self._replay
+        return self._replay.with_mode(replay_mode(replay))
+
     def _body(
         self,
         path: str,
@@ -187,6 +194,7 @@ class KoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateTextResult:
         """Generate text from a prompt. ``session_id`` continues an earlier conversation;
         ``allowed_tools`` narrows the CLI tools the gateway allows.
@@ -195,14 +203,15 @@ class KoineClient:
         gateway's slot, but the real gateway lets that CLI run to its end (only streams are
         stopped on disconnect): the tokens are spent anyway."""
         timeout = _check_timeout(timeout)
+        replayer = self._replayer(replay)
         path = Endpoint.GENERATE_TEXT.path
         body = self._body(path, prompt, system, session_id, allowed_tools, model)
-        recording = self._replay.find(path, body)
+        recording = replayer.find(path, body)
         if recording is not None:
             replayed = recording.text_result()
             if replayed is not None:
                 return replayed
-            self._replay.unusable(path, body, "the recording has no session id and usage")
+            replayer.unusable(path, body, "the recording has no session id and usage")
         started = time.time()
         try:
             _, content = await self._transport.request_json("POST", path, body, timeout=timeout)
@@ -211,9 +220,9 @@ class KoineClient:
             except ValidationError:
                 raise _invalid_response("a generate-text result", content) from None
         except KoineError as exc:
-            self._replay.record_failure(path, body, exc, started=started)
+            replayer.record_failure(path, body, exc, started=started)
             raise
-        key = self._replay.record_answer(
+        key = replayer.record_answer(
             path,
             body,
             answer=result.text,
@@ -234,6 +243,7 @@ class KoineClient:
         model: str | None = None,
         timeout: float | None = None,
         keep_text: bool = True,
+        replay: ReplayMode | str | None = None,
     ) -> StreamTextResult:
         """Stream text as it is written: ``async with koine.stream_text(prompt=...) as r:``
         then ``async for chunk in r.text_stream``; afterwards ``await r.text()``,
@@ -247,7 +257,7 @@ class KoineClient:
         body = self._body(Endpoint.STREAM.path, prompt, system, session_id, allowed_tools, model)
         state = TextStreamState(keep_text, self.config.limits.max_answer_chars)
         return StreamTextResult(
-            self._transport, Endpoint.STREAM.path, body, timeout, state, self._replay
+            self._transport, Endpoint.STREAM.path, body, timeout, state, self._replayer(replay)
         )
 
     # -- objects ----------------------------------------------------------------------------
@@ -263,6 +273,7 @@ class KoineClient:
         model: str | None = None,
         timeout: float | None = None,
         repairs: int = 0,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateObjectResult[T]:
         """Extract an object of ``schema`` (a Pydantic model class, or a type such as
         ``list[Model]``). The object is validated; a mismatch raises ``VALIDATION_ERROR`` with
@@ -279,25 +290,26 @@ class KoineClient:
         its end (see :meth:`generate_text`)."""
         repairs = _check_repairs(repairs)
         timeout = _check_timeout(timeout)
+        replayer = self._replayer(replay)
         parser: Any = parser_for(schema)
         json_schema = parser.json_schema()
         path = Endpoint.GENERATE_OBJECT.path
         body = self._body(path, prompt, system, session_id, allowed_tools, model, json_schema)
-        recording = self._replay.find(path, body)
+        recording = replayer.find(path, body)
         if recording is not None:
             replayed = recording.object_result(parser)
             if replayed is not None:
                 return replayed
-            self._replay.unusable(path, body, "the recorded answer no longer fits the schema")
+            replayer.unusable(path, body, "the recorded answer no longer fits the schema")
         started = time.time()
         try:
             result, answer = await self._object_attempts(
                 body, parser, system, allowed_tools, model, timeout, repairs
             )
         except KoineError as exc:
-            self._replay.record_failure(path, body, exc, started=started)
+            replayer.record_failure(path, body, exc, started=started)
             raise
-        key = self._replay.record_answer(
+        key = replayer.record_answer(
             path,
             body,
             answer=answer,
@@ -376,6 +388,7 @@ class KoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> StreamObjectResult[T]:
         """Stream an object as its JSON is written: ``async with koine.stream_object(...) as r:``
         then ``async for partial in r.partial_object_stream`` (each a partial view of
@@ -399,7 +412,7 @@ class KoineClient:
             body,
             timeout,
             ObjectStreamState(parser),
-            self._replay,
+            self._replayer(replay),
         )
 
     # -- health -----------------------------------------------------------------------------

@@ -203,6 +203,7 @@ class SyncKoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateTextResult:
         """See :meth:`KoineClient.generate_text`."""
         self._check_open()
@@ -214,6 +215,7 @@ class SyncKoineClient:
                 allowed_tools=allowed_tools,
                 model=model,
                 timeout=timeout,
+                replay=replay,
             )
         )
 
@@ -228,6 +230,7 @@ class SyncKoineClient:
         model: str | None = None,
         timeout: float | None = None,
         repairs: int = 0,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateObjectResult[T]:
         """See :meth:`KoineClient.generate_object` (``repairs=`` included)."""
         self._check_open()
@@ -241,6 +244,7 @@ class SyncKoineClient:
                 model=model,
                 timeout=timeout,
                 repairs=repairs,
+                replay=replay,
             )
         )
 
@@ -254,6 +258,7 @@ class SyncKoineClient:
         model: str | None = None,
         timeout: float | None = None,
         keep_text: bool = True,
+        replay: ReplayMode | str | None = None,
     ) -> SyncStreamTextResult:
         """``with koine.stream_text(prompt=...) as r: for chunk in r.text_stream: ...``
         (``keep_text=False``: see :meth:`KoineClient.stream_text`)."""
@@ -266,6 +271,7 @@ class SyncKoineClient:
             model=model,
             timeout=timeout,
             keep_text=keep_text,
+            replay=replay,
         )
         return SyncStreamTextResult(self, self._runner, astream)
 
@@ -279,6 +285,7 @@ class SyncKoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> SyncStreamObjectResult[T]:
         """``with koine.stream_object(prompt=..., schema=M) as r:
         for partial in r.partial_object_stream: ...`` (see :meth:`KoineClient.stream_object`)."""
@@ -291,6 +298,7 @@ class SyncKoineClient:
             allowed_tools=allowed_tools,
             model=model,
             timeout=timeout,
+            replay=replay,
         )
         return SyncStreamObjectResult(self, self._runner, astream)
 

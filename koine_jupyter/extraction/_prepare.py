@@ -286,7 +286,17 @@ def prepare(
     return Run(
         rows=rows,
         units=list(units.values()),
-        request=Request(schema, o["system"], o["model"], tools, o["timeout"], o["repairs"]),
+        request=Request(
+            schema,
+            o["system"],
+            o["model"],
+            tools,
+            o["timeout"],
+            o["repairs"],
+            # cache=False is the caller's explicit choice: no answer from any ledger, the
+            # client's included
+            None if o["cache"] else "off",
+        ),
         shape=shape,
         replicas=[Replica(c, i, max_outage) for i, c in enumerate(clients)],
         own_clients=own,

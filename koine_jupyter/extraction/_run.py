@@ -51,6 +51,7 @@ class Request:
     allowed_tools: tuple[str, ...] | None
     timeout: float | None
     repairs: int
+    replay: str | None = None  # "off" with cache=False: a replaying client asks the gateway too
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +362,7 @@ class Run:
                     allowed_tools=req.allowed_tools,
                     timeout=req.timeout,
                     repairs=req.repairs,
+                    replay=req.replay,
                 )
         except asyncio.CancelledError:
             raise

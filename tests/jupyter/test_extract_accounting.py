@@ -27,7 +27,7 @@ def _posts(gw: LocalGateway) -> int:
     return sum(r.method == "POST" for r in gw.requests)
 
 
-@pytest.mark.parametrize("extract_ledger", ["false", "cache-off", "other-file"])
+@pytest.mark.parametrize("extract_ledger", ["false", "other-file"])
 def test_replayed_answers_are_not_booked_as_paid(tmp_path: Path, extract_ledger: str) -> None:
     recorded = tmp_path / "recorded.sqlite3"
     with LocalGateway() as gw:
@@ -59,3 +59,22 @@ def test_replayed_answers_are_not_booked_as_paid(tmp_path: Path, extract_ledger:
     if extract_ledger == "other-file":
         with Ledger(tmp_path / "extract.sqlite3") as book:
             assert len(book.rows()) == 0  # nothing paid, nothing booked there
+
+
+def test_cache_false_really_asks_the_gateway(tmp_path: Path) -> None:
+    """``cache=False`` is honoured even with a replaying client: every row is sent and paid."""
+    recorded = tmp_path / "recorded.sqlite3"
+    with LocalGateway() as gw:
+        with create_koine_sync(
+            base_url=gw.base_url, auth_key=gw.auth_key, replay="record", ledger=recorded
+        ) as koine:
+            for text in TEXTS:
+                koine.generate_object(prompt=PROMPT.format(text=text), schema=Company)
+        paid = _posts(gw)
+        with create_koine_sync(
+            base_url=gw.base_url, auth_key=gw.auth_key, replay="replay", ledger=recorded
+        ) as koine:
+            df = extract(TEXTS, Company, PROMPT, client=koine, progress=False, cache=False)
+        assert _posts(gw) == paid + len(TEXTS)
+    assert list(df["answer_from"]) == ["request"] * len(TEXTS)
+    assert int(df["input_tokens"].sum()) > 0

@@ -229,6 +229,8 @@ class Ledger:
         self._pid = os.getpid()
         self._known_blobs: set[str] = set()
         self._closed = False
+        self._generation = 0  # bumped when the file was replaced: thread connections reopen
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
         if self.path is not None:
             _create_private(self.path)
         self._connect()  # open now: a bad file fails here, before any request is sent
@@ -245,7 +247,9 @@ class Ledger:
                 where,
                 timeout=self.timeout,
                 isolation_level=None,  # autocommit: each write is its own committed transaction
-                check_same_thread=self.path is not None,
+                # Each thread uses its own connection (thread-local); close() may still close them
+                # all from one thread, which needs this off.
+                check_same_thread=False,
             )
         except sqlite3.Error as exc:
             raise _error(f"cannot open the ledger {where}", exc) from None
@@ -374,13 +378,49 @@ class Ledger:
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
+        self._follow_file()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or getattr(self._local, "generation", -1) != self._generation:
             conn = self._open()
             self._local.conn = conn
+            self._local.generation = self._generation
             with self._lock:
                 self._connections.append(conn)
+            if self._identity is None:
+                self._identity = self._file_identity()
         return conn
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        assert self.path is not None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _follow_file(self) -> None:
+        """The file on disk is the truth: when the ledger was deleted or replaced since it was
+        opened (``rm`` to forget, a shipped file copied over it), every connection to the old
+        file is closed and the next use opens (or creates) the one there now."""
+        if self._identity is None:
+            return
+        now = self._file_identity()
+        if now == self._identity:
+            return
+        with self._lock:
+            if self._file_identity() == self._identity:
+                return
+            old, self._connections = self._connections, []
+            self._generation += 1
+            self._identity = None
+            self._known_blobs.clear()
+        for conn in old:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        assert self.path is not None
+        _create_private(self.path)
 
     @contextmanager
     def _db(self, what: str) -> Generator[sqlite3.Connection]:
@@ -484,7 +524,10 @@ class Ledger:
     def _blob(self, db: sqlite3.Connection, digest: str | None, content: str | None) -> None:
         if digest is None or content is None or digest in self._known_blobs:
             return
-        db.execute("INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)", (digest, content))
+        db.execute(
+            "INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)",
+            (digest, _storable(content)),
+        )
         self._known_blobs.add(digest)
 
     def record(
@@ -510,6 +553,13 @@ class Ledger:
         (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``."""
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed' (got {status!r})")
+        # SQLite stores UTF-8, which cannot hold a lone surrogate: such text is stored with
+        # U+FFFD in its place (the key, computed from the true text, still finds the answer),
+        # so a paid answer is never lost to an encoding error.
+        key = key if key is not None else shape.key(prompt)  # of the true text
+        prompt = _storable(prompt)
+        answer, raw_text = _storable(answer), _storable(raw_text)
+        error_message = _storable(error_message)
         tools = json.dumps(list(shape.allowed_tools)) if shape.allowed_tools is not None else None
         with self._db("record a request") as db:
             self._blob(db, shape.schema_hash, shape.schema_json)
@@ -520,7 +570,7 @@ class Ledger:
                 "raw_text, input_tokens, output_tokens, session_id, attempts, started, finished) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    key if key is not None else shape.key(prompt),
+                    key,
                     run_id,
                     shape.path,
                     prompt,
@@ -655,6 +705,16 @@ class Ledger:
         return self._query(sql, params)
 
 
+def _storable(text: str | None) -> Any:
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 _warned_readable: set[str] = set()
 
 
@@ -700,4 +760,4 @@ def _create_private(path: Path) -> None:
 
 
 def _dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    return _storable(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))

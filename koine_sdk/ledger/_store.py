@@ -4,24 +4,24 @@ one row written and committed as each request finishes."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sqlite3
-import stat
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import KoineError
+from ._files import create_private
 from ._key import RequestShape
 from ._location import MEMORY
+from ._records import RECORD_COLUMNS, GroupRun, LedgerRecord, storable, valid_row
+from ._schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from ._warnings import LedgerWarning
 
 if TYPE_CHECKING:
@@ -29,176 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["GroupRun", "Ledger", "LedgerRecord"]
 
-SCHEMA_VERSION = 2
-"""The ledger's format. Each step of :data:`_MIGRATIONS` takes a file from the version before
-to its own; a file newer than this is refused (it was written by a newer koine-sdk)."""
+_warned_read_only: set[str] = set()  # one warning per file and process
 _LOOKUP_BATCH = 500  # keys per SELECT (SQLite allows 32,766 parameters; small batches stay fast)
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, content TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started REAL NOT NULL,
-    ended REAL,
-    rows INTEGER,
-    params TEXT,
-    stats TEXT,
-    host TEXT,
-    pid INTEGER,
-    run_group TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_group ON runs (run_group);
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    run_id TEXT,
-    endpoint TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    system_hash TEXT,
-    schema_hash TEXT,
-    model TEXT,
-    allowed_tools TEXT,
-    session_in TEXT,
-    status TEXT NOT NULL,
-    error_code TEXT,
-    error_message TEXT,
-    answer TEXT,
-    raw_text TEXT,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    session_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    started REAL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS requests_by_key ON requests (key);
-CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
-"""
-
-
-def _migrate_to_2(db: sqlite3.Connection) -> None:
-    """3.0.0a1 -> 2: runs get a ``run_group`` column (the Dask group of a partition's run, which
-    was only inside the params JSON), filled from the params of the runs already there."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    if "run_group" not in columns:
-        db.execute("ALTER TABLE runs ADD COLUMN run_group TEXT")
-    for run_id, params in db.execute("SELECT run_id, params FROM runs").fetchall():
-        group = _group_in(params)
-        if group is not None:
-            db.execute("UPDATE runs SET run_group = ? WHERE run_id = ?", (group, run_id))
-    db.execute("CREATE INDEX IF NOT EXISTS runs_by_group ON runs (run_group)")
-
-
-def _group_in(params: object) -> str | None:
-    try:
-        loaded: Any = json.loads(params) if isinstance(params, str) else None
-    except ValueError:
-        return None
-    if not isinstance(loaded, dict):
-        return None
-    dask: Any = cast(dict[str, Any], loaded).get("dask")
-    if not isinstance(dask, dict):
-        return None
-    group: Any = cast(dict[str, Any], dask).get("group")
-    return group if isinstance(group, str) else None
-
-
-_MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _migrate_to_2),)
-"""(version, step): the numbered upgrades, applied in order, each in one transaction. An
-upgrade keeps every answer (it never makes anyone pay again)."""
-
-
-@dataclass(frozen=True, slots=True)
-class GroupRun:
-    """One run of a Dask group, as :meth:`Ledger.group_runs` reads it (``stats`` is what the
-    run stored when it ended, opaque here; ``None`` for a run that never ended)."""
-
-    run_id: str
-    status: str
-    started: float
-    ended: float | None
-    rows: int | None
-    params: dict[str, Any]
-    stats: dict[str, Any] | None
-
-
-_RECORD_COLUMNS = (
-    "key, run_id, endpoint, status, answer, raw_text, error_code, error_message, "
-    "input_tokens, output_tokens, session_id, attempts, started, finished, id"
-)
-
-
-_RECORD_TYPES: tuple[tuple[type | tuple[type, ...], bool], ...] = (
-    (str, False),  # key
-    (str, True),  # run_id
-    (str, False),  # endpoint
-    (str, False),  # status
-    (str, True),  # answer
-    (str, True),  # raw_text
-    (str, True),  # error_code
-    (str, True),  # error_message
-    (int, False),  # input_tokens
-    (int, False),  # output_tokens
-    (str, True),  # session_id
-    (int, False),  # attempts
-    ((int, float), True),  # started
-    ((int, float), True),  # finished
-    (int, False),  # id
-)
-
-
-def _fits(value: Any, kind: type | tuple[type, ...]) -> bool:
-    if isinstance(value, bool) or not isinstance(value, kind):
-        return False
-    return not (isinstance(value, float) and not math.isfinite(value))
-
-
-def _valid_row(row: tuple[Any, ...]) -> bool:
-    """Whether a row read from the file has the types a record has (a ledger may come from
-    elsewhere: a wrong type is a bad record, skipped, never a TypeError later)."""
-    if len(row) != len(_RECORD_TYPES):
-        return False
-    for value, (kind, nullable) in zip(row, _RECORD_TYPES, strict=True):
-        if value is None:
-            if not nullable:
-                return False
-        elif not _fits(value, kind):
-            return False
-    status, tokens = row[3], (row[8], row[9], row[11])
-    return status in ("ok", "failed") and all(n >= 0 for n in tokens)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerRecord:
-    """One finished request as the ledger holds it.
-
-    ``status`` is ``"ok"`` (``answer`` holds the object as JSON for ``/generate-object`` and
-    the text for ``/generate-text``; ``raw_text`` the model's JSON text) or ``"failed"``
-    (``error_code``/``error_message``). Tokens are those paid for the request (all attempts).
-    Times are Unix seconds."""
-
-    key: str
-    run_id: str | None
-    endpoint: str
-    status: str
-    answer: str | None
-    raw_text: str | None
-    error_code: str | None
-    error_message: str | None
-    input_tokens: int
-    output_tokens: int
-    session_id: str | None
-    attempts: int
-    started: float | None
-    finished: float | None
-    id: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 def _error(message: str, exc: BaseException | None = None) -> KoineError:
@@ -229,10 +61,11 @@ class Ledger:
         self._pid = os.getpid()
         self._known_blobs: set[str] = set()
         self._closed = False
+        self.read_only = False  # set when the file can be read but not written (see _open)
         self._generation = 0  # bumped when the file was replaced: thread connections reopen
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
         if self.path is not None:
-            _create_private(self.path)
+            create_private(self.path)
         self._connect()  # open now: a bad file fails here, before any request is sent
 
     def __repr__(self) -> str:
@@ -240,24 +73,89 @@ class Ledger:
 
     # -- connections --------------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
-        where = MEMORY if self.path is None else str(self.path)
+    def _writable(self) -> bool:
+        """Whether this process may write the file (and its folder, for ``-wal``/``-shm``)."""
+        assert self.path is not None
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return False
+        return os.access(self.path.parent, os.W_OK)
+
+    def _connect_to(self, where: str, *, uri: bool = False) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
+            return sqlite3.connect(
                 where,
                 timeout=self.timeout,
                 isolation_level=None,  # autocommit: each write is its own committed transaction
                 # Each thread uses its own connection (thread-local); close() may still close them
                 # all from one thread, which needs this off.
                 check_same_thread=False,
+                uri=uri,
             )
         except sqlite3.Error as exc:
             raise _error(f"cannot open the ledger {where}", exc) from None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A ledger this process can read but not write (a shared answers file, a folder of
+        someone else's): answers are reused and replayed, new ones are not kept (one warning)."""
+        assert self.path is not None
+        base = self.path.resolve().as_uri()
+        last: BaseException | None = None
+        # mode=ro needs the -shm file (or a writable folder); immutable=1 reads the file as is.
+        for query in ("mode=ro", "immutable=1"):
+            conn = self._connect_to(f"{base}?{query}", uri=True)
+            try:
+                conn.execute("PRAGMA trusted_schema = OFF")
+                self._check_read_only(conn)
+            except (sqlite3.Error, ValueError) as exc:
+                conn.close()
+                last = exc
+                continue
+            if not self.read_only:
+                self.read_only = True
+                if str(self.path) in _warned_read_only:
+                    return conn
+                _warned_read_only.add(str(self.path))
+                warnings.warn(
+                    f"The ledger {self.path} is read-only here: its answers are reused, but new "
+                    "answers will not be kept (they are paid again next time).",
+                    LedgerWarning,
+                    stacklevel=5,
+                )
+            return conn
+        raise _error(f"the ledger {self.path} cannot be read", last)
+
+    def _check_read_only(self, conn: sqlite3.Connection) -> None:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "blobs", "runs", "requests"} <= have:
+            raise sqlite3.DatabaseError("not a ledger (its tables are missing)")
+        code = conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')"
+        ).fetchone()[0]
+        if code:
+            raise sqlite3.DatabaseError("it holds triggers or views, which cannot be dropped")
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"it was written by a newer koine-sdk (format {row[0]})")
+
+    def _open(self) -> sqlite3.Connection:
+        where = MEMORY if self.path is None else str(self.path)
+        if self.path is not None and (self.read_only or not self._writable()):
+            return self._open_read_only()
+        conn = self._connect_to(where)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             # A ledger may come from elsewhere: SQL functions named in its schema never run.
             conn.execute("PRAGMA trusted_schema = OFF")
             self._prepare(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if self.path is not None and "readonly" in str(exc).lower().replace("-", ""):
+                return self._open_read_only()
+            raise _error(
+                f"the ledger {where} cannot be used (corrupt, locked, or not a ledger; move it "
+                "away, or choose another file with KOINE_LEDGER or ledger=)",
+                exc,
+            ) from None
         except (sqlite3.Error, ValueError) as exc:
             conn.close()
             raise _error(
@@ -299,7 +197,7 @@ class Ledger:
             conn.execute("PRAGMA synchronous = NORMAL")
         have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"meta", "blobs", "runs", "requests"} <= have:
-            conn.executescript(_TABLES)
+            conn.executescript(TABLES)
         row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         if row is None:
             conn.execute(
@@ -312,7 +210,7 @@ class Ledger:
             raise sqlite3.DatabaseError(
                 f"it was written by a newer koine-sdk (ledger format {row[0]})"
             )
-        for target, step in _MIGRATIONS:
+        for target, step in MIGRATIONS:
             if version < target:
                 self._upgrade(conn, target, step)
                 version = target
@@ -420,7 +318,7 @@ class Ledger:
             except sqlite3.Error:
                 pass
         assert self.path is not None
-        _create_private(self.path)
+        create_private(self.path)
 
     @contextmanager
     def _db(self, what: str) -> Generator[sqlite3.Connection]:
@@ -466,6 +364,8 @@ class Ledger:
         """Record the start of a run (``kind``: ``"extract"``, ...; ``group``: the Dask group
         it is a partition of); returns its id."""
         run_id = uuid.uuid4().hex[:16]
+        if self.read_only:
+            return run_id  # nothing can be kept: the run goes on all the same
         with self._db("start a run") as db:
             db.execute(
                 "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid, "
@@ -513,6 +413,8 @@ class Ledger:
 
     def finish_run(self, run_id: str, *, status: str, stats: Mapping[str, Any]) -> None:
         """Record how a run ended (``status``: ``"done"``, ``"interrupted"``, ``"failed"``...)."""
+        if self.read_only:
+            return
         with self._db("finish a run") as db:
             db.execute(
                 "UPDATE runs SET status = ?, ended = ?, stats = ? WHERE run_id = ?",
@@ -526,7 +428,7 @@ class Ledger:
             return
         db.execute(
             "INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)",
-            (digest, _storable(content)),
+            (digest, storable(content)),
         )
         self._known_blobs.add(digest)
 
@@ -553,13 +455,15 @@ class Ledger:
         (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``."""
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed' (got {status!r})")
+        if self.read_only:
+            return  # warned once when opened: new answers are not kept
         # SQLite stores UTF-8, which cannot hold a lone surrogate: such text is stored with
         # U+FFFD in its place (the key, computed from the true text, still finds the answer),
         # so a paid answer is never lost to an encoding error.
         key = key if key is not None else shape.key(prompt)  # of the true text
-        prompt = _storable(prompt)
-        answer, raw_text = _storable(answer), _storable(raw_text)
-        error_message = _storable(error_message)
+        prompt = storable(prompt)
+        answer, raw_text = storable(answer), storable(raw_text)
+        error_message = storable(error_message)
         tools = json.dumps(list(shape.allowed_tools)) if shape.allowed_tools is not None else None
         with self._db("record a request") as db:
             self._blob(db, shape.schema_hash, shape.schema_json)
@@ -607,11 +511,11 @@ class Ledger:
                 batch = wanted[start : start + _LOOKUP_BATCH]
                 marks = ",".join("?" * len(batch))
                 rows = db.execute(
-                    f"SELECT {_RECORD_COLUMNS} FROM requests WHERE key IN ({marks}) ORDER BY id",
+                    f"SELECT {RECORD_COLUMNS} FROM requests WHERE key IN ({marks}) ORDER BY id",
                     batch,
                 ).fetchall()
                 for row in rows:
-                    if not _valid_row(row):
+                    if not valid_row(row):
                         continue  # a bad record is a miss
                     rec = LedgerRecord(*row)
                     old = found.get(rec.key)
@@ -705,59 +609,5 @@ class Ledger:
         return self._query(sql, params)
 
 
-def _storable(text: str | None) -> Any:
-    if text is None or text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
-
-
-_warned_readable: set[str] = set()
-
-
-def _create_private(path: Path) -> None:
-    """The ledger holds every prompt and answer: its folder is created 0700 and the file 0600
-    whatever the umask (SQLite gives the ``-wal`` and ``-shm`` files the database file's mode).
-    An existing ledger that others can read is used, with one warning."""
-    folder = path.parent
-    try:
-        if not folder.is_dir():
-            folder.mkdir(parents=True, mode=0o700, exist_ok=True)
-            os.chmod(folder, 0o700)
-    except OSError as exc:
-        raise _error(f"cannot create the ledger's folder {folder}", exc) from None
-    try:
-        if not path.exists():
-            fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
-            try:
-                os.fchmod(fd, 0o600)
-            finally:
-                os.close(fd)
-            return
-    except FileExistsError:
-        pass  # made by another process at the same moment
-    except OSError as exc:
-        if not path.exists():
-            raise _error(f"cannot create the ledger {path}", exc) from None
-        return
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return
-    where = str(path)
-    if mode & (stat.S_IRGRP | stat.S_IROTH) and where not in _warned_readable:
-        _warned_readable.add(where)
-        warnings.warn(
-            f"The ledger {path} can be read by other users of this machine (mode "
-            f"{stat.filemode(mode)}); it holds every prompt and answer. Make it private with: "
-            f"chmod 600 {path}",
-            LedgerWarning,
-            stacklevel=4,
-        )
-
-
 def _dumps(value: Mapping[str, Any]) -> str:
-    return _storable(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))
+    return storable(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))

@@ -20,7 +20,7 @@ from koine_sdk import (
     SyncKoineClient,
     create_koine,
 )
-from koine_sdk.ledger import LedgerSpec, LedgerWarning, open_ledger, process_ledger
+from koine_sdk.ledger import LedgerRecord, LedgerSpec, LedgerWarning, open_ledger, process_ledger
 
 from ._clients import ClientLike, make_client, wire_schema
 from ._columns import flatten, schema_columns
@@ -168,13 +168,19 @@ def clients_of(client: Any) -> tuple[list[ClientLike], list[KoineClient]]:
     return out, own
 
 
-def _from_ledger(schema: type[BaseModel], answer: str | None) -> BaseModel | None:
-    if answer is None:
-        return None
-    try:
-        return schema.model_validate_json(answer)
-    except ValidationError:
-        return None  # recorded under an older version of the model's validators: ask again
+def _from_ledger(schema: type[BaseModel], record: LedgerRecord) -> BaseModel | None:
+    """The answer of a ledger record, validated again from what the gateway sent (``raw_text``,
+    the model's JSON as it was paid for), so every schema — aliases, excluded or computed
+    fields, validators that transform — resumes at no cost with the values of the first run.
+    ``answer`` (the validated object as JSON) is the fallback for records without it."""
+    for text in (record.raw_text, record.answer):
+        if text is None:
+            continue
+        try:
+            return schema.model_validate_json(text)
+        except ValidationError:
+            continue  # recorded under an older version of the model: try the next, else ask
+    return None
 
 
 def prepare(
@@ -243,7 +249,7 @@ def prepare(
     ledger_usage: list[tuple[int, int]] = []
     for pos, key in wanted.items():
         hit = hits.get(key)
-        obj = _from_ledger(schema, hit.answer) if hit is not None and hit.ok else None
+        obj = _from_ledger(schema, hit) if hit is not None and hit.ok else None
         if hit is not None and obj is not None:
             rows.finish(
                 pos,

@@ -16,7 +16,7 @@ from koine_sdk.ledger import LedgerWarning, process_ledger
 from ._columns import flatten
 from ._estimate import project
 from ._replica import Replica
-from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_REQUEST, Unit
+from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_NOT_SENT, FROM_REQUEST, Unit
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 __all__ = ["describe", "end_sample", "handle", "is_connection_trouble"]
 DEFAULT_429_WAIT = 1.0  # seconds, when a 429 comes without Retry-After (doubles per 429)
 ROW_CONNECTION_FAILURES = 3  # a row that breaks the connection this often (no outage) fails
+
+
+_BEFORE_SENDING = frozenset(
+    {"REPLAY_MISS", "INVALID_ARGUMENT", "PROMPT_TOO_LARGE", "CLIENT_CLOSED"}
+)
+"""Codes a client raises before a request leaves the process."""
 
 
 def describe(exc: BaseException) -> str:
@@ -169,6 +175,8 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
             finished=time.time(),
         )
     text = describe(error)
+    # refused before anything left this process: the row says so (no request was made)
+    unsent = isinstance(error, KoineError) and error.code in _BEFORE_SENDING
     first = True
     for pos in unit.positions:
         run.rows.finish(
@@ -176,7 +184,7 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
             error=text,
             tokens=(tokens if first else (0, 0)) if tokens is not None else None,
             attempts=int(attempts) if attempts is not None else None,
-            answer_from=FROM_REQUEST if first else FROM_DUPLICATE,
+            answer_from=FROM_NOT_SENT if unsent else FROM_REQUEST if first else FROM_DUPLICATE,
         )
         first = False
 

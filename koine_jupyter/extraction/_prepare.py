@@ -27,7 +27,7 @@ from ._columns import flatten, schema_columns
 from ._lazy import is_dask
 from ._replica import Replica
 from ._run import Limits, Request, Run
-from ._state import FROM_LEDGER, Rows, Unit
+from ._state import FROM_LEDGER, FROM_NOT_SENT, Rows, Unit
 
 if TYPE_CHECKING:
     from koine_jupyter.views.progress import ProgressMode
@@ -232,9 +232,15 @@ def prepare(
     prompts: dict[int, str] = {}
     for pos, text in enumerate(texts):
         if text is None:
-            rows.finish(pos, error="INVALID_ARGUMENT: this row has no text (missing)")
+            rows.finish(
+                pos,
+                error="INVALID_ARGUMENT: this row has no text (missing)",
+                answer_from=FROM_NOT_SENT,
+            )
         elif not text.strip():
-            rows.finish(pos, error="INVALID_ARGUMENT: this row's text is empty")
+            rows.finish(
+                pos, error="INVALID_ARGUMENT: this row's text is empty", answer_from=FROM_NOT_SENT
+            )
         else:
             prompts[pos] = rendered = render(prompt, text)
             wanted[pos] = shape.key(rendered)
@@ -261,7 +267,11 @@ def prepare(
             ledger_usage.append((hit.input_tokens, hit.output_tokens))
             continue
         if only is not None and not only(pos):
-            rows.finish(pos, error=(carried(pos) if carried else None) or "NOT_SENT: not retried")
+            rows.finish(
+                pos,
+                error=(carried(pos) if carried else None) or "NOT_SENT: not retried",
+                answer_from=FROM_NOT_SENT,
+            )
             continue
         unit = units.get(key)
         if unit is None:

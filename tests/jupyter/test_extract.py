@@ -149,7 +149,7 @@ def test_missing_and_blank_texts_fail_without_requests(
     assert df["error"].isna().tolist() == [True, False, False, True, False, False]
     for label in (20, 30, 50, 60):
         assert df.loc[label, "error"].startswith("INVALID_ARGUMENT: ")
-        assert pd.isna(df.loc[label, "answer_from"]) and pd.isna(df.loc[label, "input_tokens"])
+        assert df.loc[label, "answer_from"] == "not_sent" and pd.isna(df.loc[label, "input_tokens"])
     assert object_requests(gw) == 2
 
 

@@ -10,8 +10,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from ._server import LocalGateway
+if TYPE_CHECKING:
+    from ._server import LocalGateway
 
 __all__ = ["main"]
 
@@ -46,9 +48,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _server_class() -> type[LocalGateway] | None:
+    """The server, or ``None`` (after one line on stderr) without the ``testing`` extra."""
+    try:
+        from ._server import LocalGateway
+    except ModuleNotFoundError as exc:
+        print(
+            f"koine-gateway: the local gateway needs the 'testing' extra ({exc.name} is missing): "
+            "pip install 'koine-sdk[testing]'",
+            file=sys.stderr,
+        )
+        return None
+    return LocalGateway
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``koine-gateway``; returns the exit status."""
     args = _parser().parse_args(argv)
+    server = _server_class()
+    if server is None:
+        return 2
     auth_key: str | None = args.auth_key
     if auth_key:
         print(
@@ -68,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     key_given = bool(auth_key or os.environ.get("CLAUDE_CODE_GATEWAY_API_KEY"))
     try:
-        gateway = LocalGateway.from_env(
+        gateway = server.from_env(
             host=args.host,
             port=args.port,
             auth_key=auth_key,

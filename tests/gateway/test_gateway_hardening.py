@@ -169,3 +169,22 @@ def test_a_busy_port_is_named_in_one_line() -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and f"port {port} is in use" in lines[0], err
     time.sleep(0)
+
+
+def test_without_the_testing_extra_koine_gateway_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from koine_sdk.testing._cli import main\n"
+        "raise SystemExit(main([]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'koine-sdk[testing]'" in lines[0], proc.stderr
+    help_ = subprocess.run(
+        [sys.executable, "-c", code.replace("main([])", "main(['--help'])")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert help_.returncode == 0 and "--auth-key-file" in help_.stdout

@@ -905,7 +905,29 @@ def bench_render(ctx: Ctx) -> Section:
     return sec
 
 
+def bench_startup(ctx: Ctx) -> Section:
+    from _startup import startup_times
+
+    rounds = 3 if ctx.smoke else 21
+    sec = Section(
+        "startup",
+        "0. Start-up: import in a fresh interpreter",
+        f"`python -c ...` in a new process, {rounds} interleaved runs, median wall time. "
+        "`import koine_sdk` imports each public name on first use; the last row is what a "
+        "script that makes a client imports.",
+    )
+    times = startup_times(rounds)
+    base = times["import httpx, pydantic"]
+    sec.header = ("what", "time s (median)", "vs httpx + pydantic")
+    for name, t in times.items():
+        sec.rows.append((name, f"{t:.3f}", f"{t / base:.2f}x"))
+    ratio = times["import koine_sdk"] / base
+    sec.target("import koine_sdk <= 1.3x import httpx, pydantic", f"{ratio:.2f}x", ratio <= 1.3)
+    return sec
+
+
 RUNNERS: dict[str, Callable[[Ctx], Section]] = {
+    "startup": bench_startup,
     "seq": bench_seq,
     "conc": bench_conc,
     "stream": bench_stream,

@@ -366,10 +366,13 @@ def error_from_response(status: int, body: bytes, headers: Any) -> KoineError:
         raw = payload.get("rawText")  # type: ignore[union-attr]
         if isinstance(raw, str):
             raw_text = raw
+    # The gateway answers 401/403 with its own JSON error; the same status with an HTML page or
+    # nothing comes from something in front of it (a proxy, a firewall): not about the key.
+    gateway_said = isinstance(payload, dict) and message is not None
     if code is None:
-        if status == 401:
+        if status == 401 and gateway_said:
             code = "AUTH_MISSING"
-        elif status == 403:
+        elif status == 403 and gateway_said:
             code = "AUTH_INVALID"
         elif status == 404:
             code = "NOT_FOUND"

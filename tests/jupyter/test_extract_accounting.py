@@ -78,3 +78,18 @@ def test_cache_false_really_asks_the_gateway(tmp_path: Path) -> None:
         assert _posts(gw) == paid + len(TEXTS)
     assert list(df["answer_from"]) == ["request"] * len(TEXTS)
     assert int(df["input_tokens"].sum()) > 0
+
+
+def test_a_proxy_403_on_one_row_is_that_rows_error(tmp_path: Path) -> None:
+    """An HTML 403 (a proxy or firewall, not the gateway's own JSON answer) is not about the
+    key: the row fails, the run goes on, every other row is answered."""
+    from koine_sdk.testing import Fault
+
+    texts = [f"Company {i}, {1950 + i}" for i in range(12)]
+    with LocalGateway() as gw:
+        gw.enqueue(Fault.http_error(403, "html"))
+        with create_koine_sync(base_url=gw.base_url, auth_key=gw.auth_key) as koine:
+            df = extract(texts, Company, PROMPT, client=koine, ledger=False, progress=False)
+    errors = df["error"].dropna().tolist()
+    assert len(errors) == 1 and errors[0].startswith("HTTP_ERROR"), errors
+    assert df["name"].notna().sum() == len(texts) - 1

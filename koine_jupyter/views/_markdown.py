@@ -250,7 +250,7 @@ _TAGS: Final = frozenset(
     ]
 )
 _ATTRIBUTES: Final = {
-    "*": {"style", "title"},
+    "*": {"style", "title", "class"},
     "a": {"href"},
     "img": {"src", "alt", "width", "height"},
     "ol": {"start"},

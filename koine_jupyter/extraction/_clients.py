@@ -80,6 +80,7 @@ async def generate_object(
     allowed_tools: Sequence[str] | None,
     timeout: float | None,
     repairs: int,
+    replay: str | None = None,
 ) -> Any:
     """One ``generate_object`` where the client lives. The extraction writes every answer to
     its ledger itself (with its run): a client in ``record``/``replay`` mode does not write it a
@@ -95,6 +96,7 @@ async def generate_object(
                 allowed_tools=allowed_tools,
                 timeout=timeout,
                 repairs=repairs,
+                replay=replay,
             )
 
     return await call_on_home(client, call)
@@ -108,6 +110,7 @@ async def generate_text(
     model: str | None,
     allowed_tools: Sequence[str] | None,
     timeout: float | None,
+    replay: str | None = None,
 ) -> Any:
     """One ``generate_text`` where the client lives (the run writes the ledger itself)."""
 
@@ -119,6 +122,7 @@ async def generate_text(
                 model=model,
                 allowed_tools=allowed_tools,
                 timeout=timeout,
+                replay=replay,
             )
 
     return await call_on_home(client, call)

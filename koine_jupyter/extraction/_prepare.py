@@ -9,15 +9,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from koine_sdk import KoineClient, KoineConfig, KoineError, SyncKoineClient, create_koine
-from koine_sdk.ledger import LedgerSpec, LedgerWarning, RequestShape, open_ledger, process_ledger
+from koine_sdk import (
+    KoineClient,
+    KoineConfig,
+    KoineError,
+    KoineRequest,
+    SyncKoineClient,
+    create_koine,
+)
+from koine_sdk.ledger import LedgerSpec, LedgerWarning, open_ledger, process_ledger
 
 from ._clients import ClientLike, make_client
 from ._lazy import is_dask
 from ._options import Options, invalid, progress_mode
 from ._replica import Replica
 from ._run import Limits, Run
-from ._state import FROM_LEDGER, Rows, Unit
+from ._state import FROM_LEDGER, FROM_NOT_SENT, Rows, Unit
 from ._verbs import Verb
 
 __all__ = ["Call", "invalid", "prepare", "progress_mode", "render"]
@@ -127,24 +134,34 @@ def prepare(
     texts, index = texts_of(call.texts)
     book = open_ledger(ledger)
     clients, own = clients_of(o.client)
-    tools = o.allowed_tools
-    model = o.model if o.model is not None else clients[0].config.model
-    body = verb.wire()
-    if o.system is not None:
-        body["system"] = o.system
-    if model is not None:
-        body["model"] = model
-    if tools is not None:
-        body["allowedTools"] = list(tools)
-    shape = RequestShape.of(verb.endpoint, body)
+    # One request made once: its checks, the default-model rule and the ledger key are the
+    # SDK's (KoineRequest), the same that builds the bodies the clients send.
+    request = KoineRequest.build(
+        verb.endpoint,
+        prompt="",
+        system=o.system,
+        allowed_tools=o.allowed_tools,
+        model=o.model,
+        default_model=clients[0].config.model,
+        schema=verb.wire_schema(),
+        check_size=False,
+    )
+    model, tools = request.model, request.allowed_tools
+    shape = request.shape()
     rows = Rows(len(texts), index, columns)
     wanted: dict[int, str] = {}
     prompts: dict[int, str] = {}
     for pos, text in enumerate(texts):
         if text is None:
-            rows.finish(pos, error="INVALID_ARGUMENT: this row has no text (missing)")
+            rows.finish(
+                pos,
+                error="INVALID_ARGUMENT: this row has no text (missing)",
+                answer_from=FROM_NOT_SENT,
+            )
         elif not text.strip():
-            rows.finish(pos, error="INVALID_ARGUMENT: this row's text is empty")
+            rows.finish(
+                pos, error="INVALID_ARGUMENT: this row's text is empty", answer_from=FROM_NOT_SENT
+            )
         else:
             prompts[pos] = rendered = render(prompt, text)
             wanted[pos] = shape.key(rendered)
@@ -159,7 +176,7 @@ def prepare(
     ledger_usage: list[tuple[int, int]] = []
     for pos, key in wanted.items():
         hit = hits.get(key)
-        values = verb.replay(hit.answer) if hit is not None and hit.ok else None
+        values = verb.replay(hit) if hit is not None and hit.ok else None
         if hit is not None and values is not None:
             rows.finish(
                 pos,
@@ -171,7 +188,11 @@ def prepare(
             ledger_usage.append((hit.input_tokens, hit.output_tokens))
             continue
         if only is not None and not only(pos):
-            rows.finish(pos, error=(carried(pos) if carried else None) or "NOT_SENT: not retried")
+            rows.finish(
+                pos,
+                error=(carried(pos) if carried else None) or "NOT_SENT: not retried",
+                answer_from=FROM_NOT_SENT,
+            )
             continue
         unit = units.get(key)
         if unit is None:
@@ -186,15 +207,20 @@ def prepare(
         "model": model,
         "system_hash": shape.system_hash,
         "allowed_tools": list(tools) if tools is not None else None,
-        "endpoint": verb.endpoint,
+        "endpoint": verb.endpoint.path,
         **(tags or {}),
     }
+    dask_tags: Any = (tags or {}).get("dask")
+    group: Any = (
+        cast(dict[str, Any], dask_tags).get("group") if isinstance(dask_tags, dict) else None
+    )
+    group = group if isinstance(group, str) else None
     try:
-        run_id: str | None = book.start_run(verb.name, rows=len(texts), params=params)
+        run_id: str | None = book.start_run(verb.name, rows=len(texts), params=params, group=group)
     except KoineError as exc:
         warnings.warn(f"{exc.message}; this run is kept in this process only", LedgerWarning, 3)
         book = process_ledger()
-        run_id = book.start_run(verb.name, rows=len(texts), params=params)
+        run_id = book.start_run(verb.name, rows=len(texts), params=params, group=group)
     return Run(
         rows=rows,
         units=list(units.values()),

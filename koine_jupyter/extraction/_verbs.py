@@ -16,6 +16,9 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from koine_sdk import Endpoint
+from koine_sdk.ledger import LedgerRecord
+
 from ._clients import ClientLike, generate_object, generate_text, wire_schema
 from ._columns import Column, flatten, schema_columns
 from ._options import Options, invalid
@@ -41,15 +44,15 @@ class Verb:
     """The per-verb part of a run (see the module's docstring)."""
 
     name: str = "extract"
-    endpoint: str = "/generate-object"
+    endpoint: Endpoint = Endpoint.GENERATE_OBJECT
     label: str = ""  # what the ledger's run parameters call the output (``schema``)
 
     def columns(self) -> list[Column]:
         raise NotImplementedError
 
-    def wire(self) -> dict[str, Any]:
-        """What the body holds besides prompt, system, model and tools."""
-        return {}
+    def wire_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema the body sends (``None``: none)."""
+        return None
 
     def check(self, options: Options) -> None:
         """Options this verb cannot use (``INVALID_ARGUMENT``)."""
@@ -64,7 +67,7 @@ class Verb:
         """``(answer, raw_text)`` as written to the ledger."""
         raise NotImplementedError
 
-    def replay(self, answer: str | None) -> tuple[Any, ...] | None:
+    def replay(self, record: LedgerRecord) -> tuple[Any, ...] | None:
         """The values of a recorded answer (``None``: unusable, ask again)."""
         raise NotImplementedError
 
@@ -80,8 +83,8 @@ class _ObjectVerb(Verb):
     def columns(self) -> list[Column]:
         return list(self._columns)
 
-    def wire(self) -> dict[str, Any]:
-        return {"schema": wire_schema(self.schema)}
+    def wire_schema(self) -> dict[str, Any] | None:
+        return wire_schema(self.schema)
 
     async def ask(self, client: ClientLike, prompt: str, options: Options) -> Any:
         return await generate_object(
@@ -93,6 +96,9 @@ class _ObjectVerb(Verb):
             allowed_tools=options.allowed_tools,
             timeout=options.timeout,
             repairs=options.repairs,
+            # cache=False is the caller's explicit choice: no answer from any ledger, the
+            # client's included
+            replay=None if options.cache else "off",
         )
 
     def values(self, result: Any) -> tuple[Any, ...]:
@@ -103,14 +109,18 @@ class _ObjectVerb(Verb):
         text = obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None
         return text, getattr(result, "raw_text", None)
 
-    def replay(self, answer: str | None) -> tuple[Any, ...] | None:
-        if answer is None:
-            return None
-        try:
-            obj = self.schema.model_validate_json(answer)
-        except ValidationError:
-            return None  # recorded under an older version of the model's validators
-        return flatten(obj, self._columns)
+    def replay(self, record: LedgerRecord) -> tuple[Any, ...] | None:
+        # Validated again from what the gateway sent (``raw_text``, the model's JSON as it was
+        # paid for), so every schema (aliases, excluded or computed fields, transforming
+        # validators) resumes with the values of the first run; ``answer`` is the fallback.
+        for text in (record.raw_text, record.answer):
+            if text is None:
+                continue
+            try:
+                return flatten(self.schema.model_validate_json(text), self._columns)
+            except ValidationError:
+                continue  # recorded under an older version of the model: try the next
+        return None
 
 
 class Extract(_ObjectVerb):
@@ -185,7 +195,7 @@ class Generate(Verb):
     """``generate``: free text per row from ``/generate-text`` (a ``string`` column)."""
 
     name = "generate"
-    endpoint = "/generate-text"
+    endpoint = Endpoint.GENERATE_TEXT
     label = "text"
     _COLUMN = Column("text", ("text",), "str")
 
@@ -204,6 +214,7 @@ class Generate(Verb):
             model=options.model,
             allowed_tools=options.allowed_tools,
             timeout=options.timeout,
+            replay=None if options.cache else "off",
         )
 
     def values(self, result: Any) -> tuple[Any, ...]:
@@ -212,5 +223,5 @@ class Generate(Verb):
     def answer(self, result: Any) -> tuple[str | None, str | None]:
         return str(result.text), None
 
-    def replay(self, answer: str | None) -> tuple[Any, ...] | None:
-        return None if answer is None else (answer,)
+    def replay(self, record: LedgerRecord) -> tuple[Any, ...] | None:
+        return None if record.answer is None else (record.answer,)

@@ -89,16 +89,10 @@ def _block_html(block: str, kind: Kind) -> str:
 
 
 def _blocks_bundle(blocks: Sequence[str], kind: Kind) -> tuple[dict[str, Any], int]:
-    """The display data of finished blocks, and its size. Markdown goes out as Markdown: the
-    frontend renders it as it will render the final answer (and the kernel spends no time)."""
-    if kind == "markdown":
-        body = "".join(blocks)
-        return {"text/markdown": body}, len(body)
+    """The display data of finished blocks, and its size. Markdown is rendered here, by the
+    one renderer of untrusted text (:func:`to_html`), never published as raw Markdown."""
     body = "".join(_block_html(block, kind) for block in blocks)
     return {"text/html": body}, len(body)
-
-
-_MD_SPECIAL: Final = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>#|~"})
 
 
 def _size(bundle: dict[str, Any]) -> int:
@@ -238,11 +232,7 @@ class HandleSurface(Surface):
                 "text/plain": frame.status,
                 "text/html": f"<pre>{html.escape(frame.status)}</pre>" + frame.tail,
             }
-        if frame.kind == "markdown":
-            status = f"*{frame.status.translate(_MD_SPECIAL)}*" if frame.status else ""
-            sep = "\n\n" if frame.tail and status else ""
-            return {"text/markdown": frame.tail + sep + status}
-        body = text_to_html(frame.tail) if frame.kind == "text" and frame.tail else frame.tail
+        body = _block_html(frame.tail, frame.kind) if frame.tail else ""
         return {"text/html": body + _status_html(frame.status)}
 
     def show(self, frame: Frame) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel
 
 from ._live import LiveView, usage_of
+from ._markdown import sanitize_html
 from ._surfaces import Frame
 
 if TYPE_CHECKING:
@@ -111,7 +112,8 @@ class FrameView(LiveView):
         if not rows:
             return Frame((), "", status, "html")
         df = self.dataframe if self._final else to_dataframe(rows)
-        return Frame((), str(df._repr_html_()), status, "html")
+        # pandas escapes the cells; the table still passes our allowlist, as every output does
+        return Frame((), sanitize_html(str(df._repr_html_())), status, "html")
 
     def _progress(self) -> str:
         return f"{len(self._settled())} rows"

@@ -15,11 +15,7 @@ PACKAGES = ("koine_sdk", "koine_jupyter")
 
 # Cycles still to be broken, each named by the modules it runs through and who owns it. The test
 # fails when one disappears from this list without being removed here, or a new one appears.
-KNOWN: set[frozenset[str]] = {
-    # extract's scheduler and the free functions that apply a finished request to it (issue 22,
-    # "decisions as values": outcomes become values the run applies itself)
-    frozenset({"koine_jupyter.extraction._run", "koine_jupyter.extraction._outcomes"}),
-}
+KNOWN: set[frozenset[str]] = set()
 
 
 def _module_name(path: Path) -> str:

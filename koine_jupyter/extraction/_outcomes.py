@@ -6,21 +6,69 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from koine_sdk import KoineConnectionError, KoineError
+from koine_sdk import KoineError
 from koine_sdk.ledger import LedgerWarning, process_ledger
 
+from ._decide import Done, Facts, Fail, Requeue, decide, is_connection_trouble
 from ._estimate import project
 from ._replica import Replica
 from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_NOT_SENT, FROM_REQUEST, Unit
 
 if TYPE_CHECKING:
-    from ._run import Run
+    import asyncio
+    import collections
 
-__all__ = ["describe", "end_sample", "handle", "is_connection_trouble"]
-DEFAULT_429_WAIT = 1.0  # seconds, when a 429 comes without Retry-After (doubles per 429)
-ROW_CONNECTION_FAILURES = 3  # a row that breaks the connection this often (no outage) fails
+    from koine_sdk.ledger import Ledger, RequestShape
+
+    from ._estimate import Estimate
+    from ._state import Rows
+    from ._verbs import Verb
+
+__all__ = ["RunState", "describe", "end_sample", "handle", "is_connection_trouble"]
+
+
+class _Limits(Protocol):
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def max_retry_after(self) -> float: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+
+
+class RunState(Protocol):
+    """What applying an outcome reads and changes of a run (``_run.Run`` has it): declared
+    here so that this module needs nothing from the scheduler (no import cycle)."""
+
+    rows: Rows
+    verb: Verb
+    replicas: list[Replica]
+    queue: collections.deque[Unit]
+    later: list[Unit]
+    ledger: Ledger
+    shape: RequestShape
+    run_id: str | None
+    ledger_warned: bool
+    throttled: int
+    input_tokens: int
+    output_tokens: int
+    sampling: bool
+    sample_usage: list[tuple[int, int]]
+    sample_seconds: list[float]
+    ledger_usage: list[tuple[int, int]]
+    estimate: Estimate | None
+    stop_after_sample: bool
+    announce: Callable[[str], None] | None
+    budget_hit: str | None
+    stop_error: KoineError | None
+    fatal: KoineError | None
+    wake: asyncio.Event | None
+
+    @property
+    def limits(self) -> _Limits: ...
 
 
 _BEFORE_SENDING = frozenset(
@@ -35,12 +83,6 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def is_connection_trouble(exc: KoineError) -> bool:
-    """The request did not get through (the SDK's category: a broken connection, or a 5xx from
-    something in front of the gateway)."""
-    return isinstance(exc, KoineConnectionError)
-
-
 def _usage_of(obj: Any) -> tuple[int, int] | None:
     usage = getattr(obj, "usage", None)
     if usage is None:
@@ -49,57 +91,67 @@ def _usage_of(obj: Any) -> tuple[int, int] | None:
 
 
 def handle(
-    run: Run, unit: Unit, replica: Replica, level: int, result: Any, error: BaseException | None
+    run: RunState,
+    unit: Unit,
+    replica: Replica,
+    level: int,
+    result: Any,
+    error: BaseException | None,
 ) -> None:
+    """Decide (:func:`._decide.decide`, pure) and apply the decision: the one place where a
+    finished request changes the run, the row and the gateway."""
     now = time.monotonic()
-    if error is None:
-        succeeded(run, unit, replica, result)
-        return
-    if isinstance(error, KoineError) and error.fatal:
+    facts = Facts(
+        error=error,
+        throttled=unit.throttled,
+        isolated_failures=unit.isolated_failures,
+        healthy_when_sent=not replica.in_outage or unit.sent_at < (replica.outage_started or 0.0),
+        other_replicas=any(not r.dead for r in run.replicas if r is not replica),
+        max_retries=run.limits.max_retries,
+        max_retry_after=run.limits.max_retry_after,
+    )
+    decision = decide(facts)
+    # the gateway
+    if decision.replica == "success":
+        replica.on_success(unit.sent_at)
+    elif decision.replica == "answer":
+        replica.on_answer(unit.sent_at)
+    elif decision.replica == "cool":
+        replica.on_throttled(now, level, decision.wait)
+    elif decision.replica == "connection":
+        assert error is not None
+        replica.on_connection_failure(now, unit.sent_at, describe(error))
+    elif decision.replica == "out":
+        assert error is not None
         replica.dead = True
         replica.last_error = describe(error)
-        if all(r.dead for r in run.replicas):
-            run.fatal = error
-            run.rows.finish_all(unit.positions, describe(error))
-            if run.wake is not None:
-                run.wake.set()
-        else:
-            unit.avoid.add(replica.number)
-            run.queue.appendleft(unit)
-        return
-    if isinstance(error, KoineError) and error.code == "CONCURRENCY_LIMIT_ERROR":
+    # the counters
+    if decision.throttled:
         run.throttled += 1
         unit.throttled += 1
-        if error.retry_after is not None:
-            wait = error.retry_after
-        else:
-            wait = DEFAULT_429_WAIT * 2 ** min(unit.throttled - 1, 6)
-        replica.on_throttled(now, level, min(run.limits.max_retry_after, max(0.0, wait)))
-        if unit.throttled > run.limits.max_retries:
-            failed(run, unit, error, record=False)
-        else:
+    if decision.isolated:
+        unit.isolated_failures += 1
+    # the row
+    row = decision.row
+    if isinstance(row, Done):
+        succeeded(run, unit, result)
+    elif isinstance(row, Requeue):
+        if row.avoid:
+            unit.avoid.add(replica.number)
+        if row.front:
             run.queue.appendleft(unit)
-        return
-    if isinstance(error, KoineError) and is_connection_trouble(error):
-        healthy_when_sent = not replica.in_outage or unit.sent_at < (replica.outage_started or 0.0)
-        replica.on_connection_failure(now, unit.sent_at, describe(error))
-        unit.avoid.add(replica.number)
-        if healthy_when_sent:
-            unit.isolated_failures += 1
-        if unit.isolated_failures > ROW_CONNECTION_FAILURES:
-            failed(run, unit, error, record=False)
         else:
-            run.queue.append(unit)  # at the back: the next probe is another row
-        return
-    if isinstance(error, KoineError) and error.code == "REPLAY_MISS":
-        failed(run, unit, error, record=False)  # nothing was sent, nothing to write down
-        return
-    replica.on_answer(unit.sent_at)
-    failed(run, unit, error, record=True)
+            run.queue.append(unit)
+    elif isinstance(row, Fail):
+        failed(run, unit, row.error, record=row.record)
+    else:
+        run.fatal = row.error
+        run.rows.finish_all(unit.positions, describe(row.error))
+        if run.wake is not None:
+            run.wake.set()
 
 
-def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
-    replica.on_success(unit.sent_at)
+def succeeded(run: RunState, unit: Unit, result: Any) -> None:
     # A client in replay mode may answer from its ledger: nothing was paid now, the answer is
     # already recorded there, and the row says where it came from.
     replayed = getattr(result, "source", "live") == "replay"
@@ -148,7 +200,7 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
             )
 
 
-def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
+def failed(run: RunState, unit: Unit, error: BaseException, *, record: bool) -> None:
     tokens = _usage_of(error)
     attempts = getattr(error, "attempts", None)
     if tokens is not None:
@@ -186,7 +238,7 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
         first = False
 
 
-def write(run: Run, unit: Unit, **outcome: Any) -> None:
+def write(run: RunState, unit: Unit, **outcome: Any) -> None:
     """Commit one finished request; a ledger that fails mid-run is swapped for the
     process's in-memory one (with a warning), never the run's end."""
     try:
@@ -206,7 +258,7 @@ def write(run: Run, unit: Unit, **outcome: Any) -> None:
             pass
 
 
-def end_sample(run: Run) -> None:
+def end_sample(run: RunState) -> None:
     """The sample is done: project the tokens of all rows, announce it, and stop (budget) or
     queue the rest."""
     run.sampling = False

@@ -24,6 +24,7 @@ from ._estimate import Estimate
 from ._outcomes import describe, end_sample, handle, is_connection_trouble
 from ._replica import Replica
 from ._state import Rows, Unit
+from ._stats import RunStats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,31 +155,31 @@ class Run:
             note=note,
         )
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RunStats:
         rows = self.rows
-        return {
-            "rows": rows.n,
-            "succeeded": rows.done,
-            "failed": rows.failed,
-            "ledger_hits": rows.from_ledger,
-            "cache_hits": rows.from_ledger,  # the name of earlier versions
-            "duplicates": rows.duplicates,
-            "requests": self.requests,
-            "throttled": self.throttled,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "elapsed": round((self.ended or time.monotonic()) - self.started, 3),
-            "interrupted": self.interrupted,
-            "budget_exceeded": self.budget_hit,
-            "estimate": self.estimate.as_dict() if self.estimate else None,
-            "run_id": self.run_id,
-            "ledger": str(self.ledger.path) if self.ledger.path else ":memory:",
-            "gateways": [r.stats() for r in self.replicas],
-        }
+        return RunStats(
+            rows=rows.n,
+            succeeded=rows.done,
+            failed=rows.failed,
+            ledger_hits=rows.from_ledger,
+            duplicates=rows.duplicates,
+            requests=self.requests,
+            throttled=self.throttled,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            elapsed=round((self.ended or time.monotonic()) - self.started, 3),
+            interrupted=self.interrupted,
+            budget_exceeded=self.budget_hit,
+            estimate=self.estimate.as_dict() if self.estimate else None,
+            run_id=self.run_id,
+            ledger=str(self.ledger.path) if self.ledger.path else ":memory:",
+            verb=self.verb.name,
+            gateways=tuple(r.stats() for r in self.replicas),
+        )
 
     def frame(self) -> pd.DataFrame:
         df = self.rows.frame()
-        df.attrs["koine"] = self.stats()
+        df.attrs["koine"] = self.stats().as_dict()
         return df
 
     # -- the ledger -------------------------------------------------------------------------
@@ -232,7 +233,9 @@ class Run:
                 self.final = df
                 if self.run_id is not None:
                     try:
-                        self.ledger.finish_run(self.run_id, status=status, stats=self.stats())
+                        self.ledger.finish_run(
+                            self.run_id, status=status, stats=self.stats().as_dict()
+                        )
                     except KoineError:
                         pass
                 if message is None and self.budget_hit:

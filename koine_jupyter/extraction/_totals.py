@@ -21,7 +21,9 @@ from koine_sdk import KoineError
 from koine_sdk.ledger import MEMORY, Ledger, default_location, open_ledger, process_ledger
 
 from ._lazy import is_dask
-from ._prepare import invalid
+from ._options import invalid
+from ._stats import RunStats
+from ._verbs import VERBS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +59,8 @@ def run_summaries(group: str, ledger: Any) -> dict[str, Any]:
             return {"runs": {}, "where": where, "error": None}
         where = f"{socket.gethostname()}:{book.path or MEMORY}"
         runs: dict[str, Any] = {}
-        for run in book.group_runs(group):
+        found = [run for verb in VERBS for run in book.group_runs(group, verb.name)]
+        for run in sorted(found, key=lambda r: r.started or 0.0):
             dask: dict[str, Any] = cast(dict[str, Any], run.params.get("dask") or {})
             summary: dict[str, Any] = {
                 "status": run.status,
@@ -145,7 +148,7 @@ def _aggregate(group: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
     gateways: dict[str, dict[str, Any]] = {}
     unfinished = 0
     for summary in runs.values():
-        stats: Any = summary["stats"]
+        stats = RunStats.read(summary["stats"])
         if stats is None:
             unfinished += 1
             committed = summary["committed"]
@@ -153,12 +156,11 @@ def _aggregate(group: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
                 out[key] += committed[key]
             continue
         for key in _SUMMED:
-            out[key] += stats.get(key) or 0
+            out[key] += getattr(stats, key) or 0
         part = summary["partition"]
         if part not in latest or summary["started"] > latest[part]["started"]:
             latest[part] = summary
-        reported: list[dict[str, Any]] = stats.get("gateways") or []
-        for gw in reported:
+        for gw in stats.gateways:
             into = gateways.setdefault(
                 gw["base_url"],
                 {"base_url": gw["base_url"], "limit": 0, **dict.fromkeys(_GATEWAY_SUMMED, 0)},
@@ -168,8 +170,9 @@ def _aggregate(group: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
                 into[key] += gw.get(key) or 0
             into["taken_out"] = bool(into.get("taken_out")) or bool(gw.get("taken_out"))
     for summary in latest.values():
+        final = RunStats.read(summary["stats"]) or RunStats()
         for key in _ROWS:
-            out[key] += summary["stats"].get(key) or 0
+            out[key] += getattr(final, key) or 0
     starts = [s["started"] for s in runs.values() if s["started"] is not None]
     ends = [s["ended"] for s in runs.values() if s["ended"] is not None]
     out["partitions"] = len(latest)

@@ -23,7 +23,7 @@ from ._clients import ClientLike, generate_object, generate_text, wire_schema
 from ._columns import Column, flatten, schema_columns
 from ._options import Options, invalid
 
-__all__ = ["Classify", "Extract", "Generate", "Verb", "labels_of", "needs_text_slot"]
+__all__ = ["VERBS", "Classify", "Extract", "Generate", "Verb", "labels_of", "needs_text_slot"]
 
 _SLOT = re.compile(r"\{text\}")
 
@@ -225,3 +225,7 @@ class Generate(Verb):
 
     def replay(self, record: LedgerRecord) -> tuple[Any, ...] | None:
         return None if record.answer is None else (record.answer,)
+
+
+VERBS: tuple[type[Verb], ...] = (Extract, Classify, Generate)
+"""Every verb spec: a run's ``kind`` in the ledger is one of their names."""

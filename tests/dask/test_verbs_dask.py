@@ -10,7 +10,7 @@ import pandas as pd
 from _cluster import configs_of
 from distributed import Client
 
-from koine_jupyter.extraction import classify, generate, parquet_schema
+from koine_jupyter.extraction import classify, generate, parquet_schema, totals
 from koine_sdk import create_koine_sync
 from koine_sdk.testing import LocalGateway
 
@@ -38,6 +38,8 @@ def test_classify_on_dask_is_lazy_with_the_pandas_dtypes(
     assert list(out.dtypes["label"].categories) == LABELS
     computed = out.compute()
     assert sent(gateways, "/generate-object") == 12
+    summed = totals(out)
+    assert (summed["rows"], summed["requests"], summed["partitions"]) == (12, 12, 3)
     assert computed.index.equals(source.index)
     assert computed["error"].isna().all()
     assert list(computed.dtypes["label"].categories) == LABELS

@@ -392,11 +392,10 @@ def estimate(
     o = Options.of("estimate", **given)
     if o.sample < 1:
         raise invalid("sample must be at least 1 for an estimate")
+    # the sample is what is asked for: no budget applies to it
+    o = replace(o, max_rows=None, max_tokens=None)
     call = Call(texts, _extract_verb(schema, prompt), prompt, o)
     run = prepare(call, ledger=o.ledger, sample=o.sample, stop_after_sample=True)
-    run.limits = run.limits.__class__(
-        run.limits.max_retries, run.limits.max_retry_after, None, None
-    )  # the sample is what is asked for: no budget applies to it
     _run_sync(run, o.mode, "raise", call)
     if run.estimate is None:  # nothing to sample: every row answered or invalid
         end_sample(run)

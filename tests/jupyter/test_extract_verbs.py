@@ -316,3 +316,16 @@ def test_the_verbs_are_exported_lazily() -> None:
     assert koine_jupyter.generate is generate
     assert koine_jupyter.aclassify is aclassify
     assert koine_jupyter.agenerate is agenerate
+
+
+def test_budgets_and_sample_estimates_serve_every_verb(
+    koine_gateway: LocalGateway, client: SyncKoineClient
+) -> None:
+    texts = [f"row {i}" for i in range(10)]
+    with pytest.raises(KoineError) as info:
+        generate(texts, "Say {text}", sample=2, max_tokens=20, client=client, progress=False)
+    assert info.value.code == "BUDGET_EXCEEDED"
+    assert sent(koine_gateway, "/generate-text") == 2  # the sample only
+    partial = classify(texts, LABELS, max_rows=3, client=client, progress=False)
+    assert sent(koine_gateway, "/generate-object") == 3
+    assert partial["error"].str.startswith("BUDGET_EXCEEDED").sum() == 7

@@ -171,7 +171,7 @@ class Options:
         return frozenset(f.name for f in fields(cls))
 
     @classmethod
-    def of(cls, verb: str = "extract", **given: Any) -> Options:
+    def of(cls, verb: str = "extract", /, **given: Any) -> Options:
         """The options of ``given`` (keyword arguments), each checked; ``INVALID_ARGUMENT``
         for an unknown name or a bad value."""
         unknown = sorted(set(given) - cls.names())
@@ -204,8 +204,3 @@ class Options:
     @property
     def mode(self) -> ProgressMode:
         return progress_mode(self.progress)
-
-    def but(self, **changes: Any) -> Options:
-        """A copy with ``changes`` (checked again)."""
-        current = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Options.of(**{**current, **changes})

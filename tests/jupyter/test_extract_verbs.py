@@ -85,6 +85,8 @@ BAD_OPTIONS: list[dict[str, Any]] = [
     {"client": 5},
     {"client": []},
     {"no_such_option": 1},
+    {"verb": "x"},
+    {"cls": 1},
 ]
 
 VERBS: dict[str, Callable[..., Any]] = {

@@ -170,8 +170,13 @@ def prepare(
         try:
             hits = book.lookup(wanted.values())
         except KoineError as exc:
-            warnings.warn(f"{exc.message}; no earlier answers used", LedgerWarning, stacklevel=3)
-            book = process_ledger()
+            warnings.warn(
+                f"{exc.message}; only answers kept in this process are used",
+                LedgerWarning,
+                stacklevel=3,
+            )
+            book = process_ledger()  # where a run whose ledger broke kept its answers
+            hits = book.lookup(wanted.values())
     units: dict[str, Unit] = {}
     ledger_usage: list[tuple[int, int]] = []
     for pos, key in wanted.items():

@@ -230,7 +230,11 @@ class AskOptions:
     )
     new: bool = flag("Start the --session conversation over.")
     format: str = option(
-        "How the answer renders: markdown (default), text, code, json, html.",
+        "How the answer renders: markdown (default), text, code, json, html. Answers are "
+        "made inert: markdown keeps headings, lists, tables, code, emphasis and http(s)/"
+        "mailto/relative links, raw HTML escaped; html keeps text tags, tables, links and "
+        "typographic styles, drops scripts, event handlers, javascript: URLs, iframes, "
+        "forms and positioning styles (docs/security.md).",
         choices=FORMATS,
         default="markdown",
     )

@@ -19,6 +19,7 @@ one word per :func:`~.args.word` field); otherwise the whole line is a prompt.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from IPython.core.error import UsageError
 from koine_sdk import KoineError
 
 from ..views import choose_mode
+from ..views._untrusted import clean_html
 from .args import VARIABLE, flag, option, timeout_option, word
 from .connection import ENV_AUTH_KEY, ENV_BASE_URL, ENV_REPLAY
 
@@ -165,10 +167,12 @@ class HealthReport:
     def __repr__(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in self._rows())
 
-    def _repr_markdown_(self) -> str:
-        lines = ["| | |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in self._rows()]
-        return "\n".join(lines)
+    def _repr_html_(self) -> str:
+        # Gateway fields are untrusted text: escaped into our table, then the allowlist pass.
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self._rows()
+        )
+        return clean_html(f"<table>{rows}</table>")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, observe
 
 from koine_sdk import KoineError, SyncKoineClient
 
 from .._sessions import SessionStore
 from ..views._frontend import DISPLAY_CHOICES
+from ..views._untrusted import set_remote_images
 from .args import (
     AskOptions,
     format_help,
@@ -105,6 +106,14 @@ class KoineMagics(Magics):
         "the user cache folder).",
     ).tag(config=True)
 
+    remote_images = Bool(
+        None,
+        allow_none=True,
+        help="Load remote images (![](https://...)) in rendered answers. Off by default: an "
+        "image loads by itself and its URL can carry data away, so it is shown as a link. "
+        "None: the KOINE_REMOTE_IMAGES environment variable decides (1/true/yes).",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # set before the traits: loading the configuration may already call the observers
         self.sessions = SessionStore()
@@ -112,6 +121,10 @@ class KoineMagics(Magics):
         self.errors = ErrorRenderer(self.connection.secrets)
         self.result_metadata = ResultMetadata()
         super().__init__(shell=shell, **kwargs)
+
+    @observe("remote_images")
+    def _remote_images_changed(self, change: Any) -> None:
+        set_remote_images(change["new"])
 
     @observe("base_url", "auth_key_env", "model", "timeout", "max_retries", "replay", "ledger")
     def _settings_changed(self, change: Any) -> None:
@@ -157,7 +170,11 @@ class KoineMagics(Magics):
 
     # -- the magic --------------------------------------------------------------------------
 
+    # no_var_expand: IPython would expand {...} and $name in the line first, and our own filling
+    # of the prompt would then resolve references *inside* the values it inserted (a variable
+    # holding "{os.environ[...]}" would send the key). Ours is the one pass: names only.
     @line_cell_magic
+    @no_var_expand
     def koine(self, line: str, cell: str | None = None) -> Any:
         """Ask the Koine gateway (Claude Code over HTTP).
 

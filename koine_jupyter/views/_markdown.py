@@ -1,23 +1,19 @@
-"""Markdown for live views: an incremental block splitter and a Markdown → HTML renderer.
+"""Markdown for live views: an incremental block splitter.
 
 :class:`BlockSplitter` cuts a growing Markdown text into blocks at blank lines outside code
 fences, and cuts a block that grows past ``max_block`` characters inside a code fence at a line
 end (the piece is closed, the rest reopened with the same fence line). A block, once finished,
 never changes, so a live view sends it once and only re-sends the growing last block, which
-stays short. :func:`to_html` renders Markdown with code blocks highlighted by Pygments (inline
-styles: no stylesheet needed in a widget); raw HTML in the model's answer is escaped, never
-interpreted. Both libraries are imported on first use.
+stays short. Blocks are drawn by :mod:`._untrusted` (the one renderer of model text: raw HTML
+escaped, links checked, an allowlist pass over the result).
 """
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Callable
-from functools import lru_cache
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 
-__all__ = ["Block", "BlockSplitter", "close_open_fence", "text_to_html", "to_html"]
+__all__ = ["Block", "BlockSplitter", "close_open_fence"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
@@ -140,37 +136,3 @@ def close_open_fence(markdown: str, fence: str | None) -> str:
         return markdown
     sep = "" if markdown.endswith("\n") else "\n"
     return f"{markdown}{sep}{fence}\n"
-
-
-def _highlight(code: str, lang: str, _attrs: Any) -> str:
-    from pygments import highlight, lexers
-    from pygments.formatters import HtmlFormatter
-    from pygments.util import ClassNotFound
-
-    if not lang:
-        return ""
-    try:
-        lexer = cast(Any, lexers).get_lexer_by_name(lang.split()[0])
-    except ClassNotFound:
-        return ""
-    body: str = highlight(code, lexer, HtmlFormatter(nowrap=True, noclasses=True))
-    return f'<pre style="padding:0.4em;overflow-x:auto"><code>{body}</code></pre>'
-
-
-@lru_cache(maxsize=1)
-def _renderer() -> Callable[[str], str]:
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight})
-    md.enable(["table", "strikethrough"])
-    return md.render
-
-
-def to_html(markdown: str) -> str:
-    """Render Markdown to HTML (code highlighted, raw HTML escaped)."""
-    return _renderer()(markdown)
-
-
-def text_to_html(text: str) -> str:
-    """Plain text as preformatted HTML."""
-    return f'<pre style="white-space:pre-wrap;margin:0">{html.escape(text)}</pre>'

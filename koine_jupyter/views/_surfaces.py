@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple, TextIO
 
 from ._frontend import EMPTY, PLACEHOLDER, Mode, display, has_kernel
-from ._markdown import text_to_html, to_html
+from ._untrusted import clean_html, markdown_html, text_html
 
 __all__ = [
     "Bar",
@@ -81,24 +81,20 @@ def _status_html(status: str, hint: str = "") -> str:
 
 
 def _block_html(block: str, kind: Kind) -> str:
+    """A piece of a view as inert HTML: model Markdown rendered by the one renderer of
+    untrusted text, plain text escaped, HTML (object and frame views) through its allowlist."""
     if kind == "markdown":
-        return to_html(block)
+        return markdown_html(block)
     if kind == "text":
-        return text_to_html(block)
-    return block
+        return text_html(block)
+    return clean_html(block)
 
 
 def _blocks_bundle(blocks: Sequence[str], kind: Kind) -> tuple[dict[str, Any], int]:
-    """The display data of finished blocks, and its size. Markdown goes out as Markdown: the
-    frontend renders it as it will render the final answer (and the kernel spends no time)."""
-    if kind == "markdown":
-        body = "".join(blocks)
-        return {"text/markdown": body}, len(body)
+    """The display data of finished blocks, and its size: sanitized ``text/html`` (never the
+    model's Markdown as such: frontends and nbconvert render raw HTML inside Markdown)."""
     body = "".join(_block_html(block, kind) for block in blocks)
     return {"text/html": body}, len(body)
-
-
-_MD_SPECIAL: Final = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>#|~"})
 
 
 def _size(bundle: dict[str, Any]) -> int:
@@ -236,14 +232,11 @@ class HandleSurface(Surface):
         if frame.bar is not None:  # a progress line first, then what goes with it
             return {
                 "text/plain": frame.status,
-                "text/html": f"<pre>{html.escape(frame.status)}</pre>" + frame.tail,
+                "text/html": f"<pre>{html.escape(frame.status)}</pre>"
+                + _block_html(frame.tail, frame.kind),
             }
-        if frame.kind == "markdown":
-            status = f"*{frame.status.translate(_MD_SPECIAL)}*" if frame.status else ""
-            sep = "\n\n" if frame.tail and status else ""
-            return {"text/markdown": frame.tail + sep + status}
-        body = text_to_html(frame.tail) if frame.kind == "text" and frame.tail else frame.tail
-        return {"text/html": body + _status_html(frame.status)}
+        body = _block_html(frame.tail, frame.kind) if frame.tail else ""
+        return {"text/html": body + _status_html(frame.status, frame.hint)}
 
     def show(self, frame: Frame) -> None:
         new = frame.done[self._sent_blocks :]

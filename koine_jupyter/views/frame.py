@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
+from ._depth import cap_depth
 from ._live import LiveView, usage_of
 from ._surfaces import Frame
 
@@ -30,8 +31,9 @@ def _plain(value: Any) -> Any:
 def flatten_record(value: Any, sep: str = ".") -> dict[str, Any]:
     """One row: the fields of a model (or keys of a dict), nested ones joined with ``sep``.
 
-    A scalar becomes ``{"value": scalar}``."""
-    value = _plain(value)
+    A scalar becomes ``{"value": scalar}``. Nesting deeper than :data:`~._depth.MAX_DEPTH`
+    levels becomes a placeholder text."""
+    value = _plain(cap_depth(value))
     if not isinstance(value, dict):
         return {"value": value}
     out: dict[str, Any] = {}

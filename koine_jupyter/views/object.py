@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
+from ._depth import cap_depth
 from ._live import LiveView, usage_of
 from ._surfaces import Frame
 
@@ -62,7 +63,12 @@ def _scalar_html(value: Any) -> str:
 
 def object_html(value: Any) -> str:
     """A readable HTML tree of ``value`` (a model, partial model, list, dict or scalar); fields
-    that have not arrived (``None``) are left out."""
+    that have not arrived (``None``) are left out; nesting deeper than
+    :data:`~._depth.MAX_DEPTH` levels shows a placeholder."""
+    return _object_html(cap_depth(value))
+
+
+def _object_html(value: Any) -> str:
     entries = _entries(value)
     if entries is not None:
         return "".join(_row_html(label, v) for label, v in entries)
@@ -78,7 +84,7 @@ def object_html(value: Any) -> str:
 
 
 def _row_html(label: str, value: Any) -> str:
-    inner = object_html(value)
+    inner = _object_html(value)
     if _is_container(value) and not isinstance(value, list | tuple):
         inner = _NEST.format(inner)
     return _ROW.format(label=html.escape(label), value=inner)
@@ -86,15 +92,16 @@ def _row_html(label: str, value: Any) -> str:
 
 def object_blocks(value: Any) -> list[str]:
     """The top-level blocks of ``value``: one per present field, or one per list item."""
+    value = cap_depth(value)
     entries = _entries(value)
     if entries is not None:
         return [_row_html(label, v) for label, v in entries]
     if isinstance(value, list | tuple):
         items = list(cast("list[Any] | tuple[Any, ...]", value))
         if not any(_is_container(item) for item in items):
-            return [object_html(value)]
+            return [_object_html(value)]
         return [_row_html(f"[{i}]", item) for i, item in enumerate(items)]
-    return [object_html(value)] if value is not None else []
+    return [_object_html(value)] if value is not None else []
 
 
 def _top_keys(value: Any) -> list[str]:
@@ -110,16 +117,21 @@ def _top_keys(value: Any) -> list[str]:
 
 
 def object_leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """``(dotted.path[0], value)`` of every present leaf of ``value``, in order."""
+    """``(dotted.path[0], value)`` of every present leaf of ``value``, in order (nesting capped
+    as in :func:`object_html`)."""
+    return _leaves(cap_depth(value), prefix)
+
+
+def _leaves(value: Any, prefix: str) -> list[tuple[str, Any]]:
     entries = _entries(value)
     out: list[tuple[str, Any]] = []
     if entries is not None:
         for label, v in entries:
-            out.extend(object_leaves(v, f"{prefix}.{label}" if prefix else label))
+            out.extend(_leaves(v, f"{prefix}.{label}" if prefix else label))
         return out
     if isinstance(value, list | tuple):
         for i, item in enumerate(cast("list[Any] | tuple[Any, ...]", value)):
-            out.extend(object_leaves(item, f"{prefix}[{i}]"))
+            out.extend(_leaves(item, f"{prefix}[{i}]"))
         return out
     if value is None:
         return out

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from ._live import LiveView, session_of, usage_of
 from ._markdown import BlockSplitter
 from ._surfaces import Frame
+from ._untrusted import clean_html, markdown_html
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamTextResult
@@ -184,8 +185,10 @@ class KoineAnswer:
         fmt = self.format
         if fmt == "text":
             return {}
+        # Model text is untrusted: what is published is inert HTML (see ._untrusted), never
+        # the answer's own Markdown or HTML as such.
         if fmt == "html":
-            return {"text/html": self.text}
+            return {"text/html": clean_html(self.text)}
         if fmt == "json":
             try:
                 value = self.json()
@@ -193,11 +196,11 @@ class KoineAnswer:
                 value = None
             if isinstance(value, dict | list):
                 return {"application/json": value}
-            return {"text/markdown": _fenced(self.code, "json")}
+            return {"text/html": markdown_html(_fenced(self.code, "json"))}
         if fmt == "code":
             body, lang = _strip_fence(self.text)
-            return {"text/markdown": _fenced(body, lang)}
-        return {"text/markdown": self.text}
+            return {"text/html": markdown_html(_fenced(body, lang))}
+        return {"text/html": markdown_html(self.text)}
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None, **kwargs: Any

@@ -77,6 +77,11 @@ def of_type(msgs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [m for m in msgs if m["msg_type"] == kind]
 
 
+def first_paragraph(html: str) -> str:
+    """The text of the first ``<p>`` of a rendered frame (the status line is a ``<div>``)."""
+    return html[html.index("<p>") + 3 : html.index("</p>")] if "<p>" in html else ""
+
+
 @pytest.fixture(scope="module")
 def kernel(koine_gateway_server: Any) -> Iterator[Kernel]:
     km, kc = start_new_kernel(kernel_name="python3", env=kernel_env(koine_gateway_server))
@@ -99,16 +104,17 @@ def test_streams_into_a_display_handle(kernel: Kernel, koine_gateway_server: Any
     assert [d["content"]["data"] for d in displays] == [{"text/plain": ""}]
     assert updates[-1]["content"]["data"] == {"text/plain": ""}
     # streaming happened: several updates with growing text before the answer
-    live = [u["content"]["data"]["text/markdown"] for u in updates[:-1]]
+    live = [first_paragraph(u["content"]["data"]["text/html"]) for u in updates[:-1]]
     assert len(live) >= 4
-    assert len({text.split("\n\n")[0] for text in live}) >= 4
+    assert len(set(live)) >= 4
     # live frames are prefixes of the answer; the answer itself is the cell's result, once
     # and whole (a last full frame, erased at once by the placeholder, is not sent)
     answer = f"Echo: {words}"
-    assert all(answer.startswith(frame.split("\n\n*")[0].rstrip()) for frame in live)
+    assert all(answer.startswith(frame) for frame in live)
     assert len(results) == 1
     data = results[0]["content"]["data"]
-    assert data["text/markdown"] == answer
+    assert data["text/html"] == f"<p>{answer}</p>\n"  # rendered and sanitized, never raw
+    assert "text/markdown" not in data
     assert data["text/plain"] == answer
     assert not of_type(msgs, "stream")
 
@@ -204,8 +210,8 @@ def test_interrupt_keeps_what_arrived(kernel: Kernel) -> None:
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     (error,) = of_type(msgs, "error")
     assert len(error["content"]["traceback"]) == 1
-    final = of_type(msgs, "update_display_data")[-1]["content"]["data"]["text/markdown"]
-    assert final.startswith("Echo: w0 w1")
+    final = of_type(msgs, "update_display_data")[-1]["content"]["data"]["text/html"]
+    assert final.startswith("<p>Echo: w0 w1")
     assert "interrupted" in final
     # the kernel is fine afterwards, and the partial answer was kept
     _, ok = kernel.run("assert cut.interrupted and cut.text.startswith('Echo: w0')")
@@ -232,7 +238,7 @@ def test_the_answer_carries_its_provenance_as_metadata(kernel: Kernel) -> None:
     msgs, reply = kernel.run("%%koine --session prov\nAbout {topic}")
     assert reply["content"]["status"] == "ok"
     (result,) = of_type(msgs, "execute_result")
-    assert result["content"]["data"]["text/markdown"] == "Echo: About SSE"
+    assert result["content"]["data"]["text/html"] == "<p>Echo: About SSE</p>\n"
     meta = result["content"]["metadata"]["koine"]
     assert meta["source"] == "live" and meta["session"] == "prov" and meta["model"] is None
     assert meta["references"] == ["topic"]
@@ -280,9 +286,9 @@ def test_widget_mode_sends_each_block_once(koine_gateway_server: Any) -> None:
         displays = of_type(msgs, "display_data")
         # the first display is the live box, whose saved form is the constant placeholder
         assert displays[0]["content"]["data"]["text/plain"] == ""
-        blocks = [d["content"]["data"]["text/markdown"] for d in displays[1:]]
+        blocks = [d["content"]["data"]["text/html"] for d in displays[1:]]
         (result,) = of_type(msgs, "execute_result")
-        answer = result["content"]["data"]["text/markdown"]
+        answer = result["content"]["data"]["text/html"]
         assert len(answer) > 6000
         # the plain-text fallback of a long answer is a preview, not the whole text again
         assert "more characters" in result["content"]["data"]["text/plain"]
@@ -329,7 +335,7 @@ def test_notebook_reexecutes_equal_under_nbval(koine_gateway_server: Any, tmp_pa
     # is saved as its constant placeholder, the answer as the cell's result
     live, result = nb.cells[2].outputs
     assert live["output_type"] == "display_data" and live["data"] == {"text/plain": ""}
-    assert result["data"]["text/markdown"] == "Echo: Describe SSE"
+    assert result["data"]["text/html"] == "<p>Echo: Describe SSE</p>\n"
     assert nb.cells[3].outputs[-1]["data"] == {"text/plain": "Echo: Plain Echo: Describe SSE"}
     path = tmp_path / "run.ipynb"
     nbformat.write(nb, path)

@@ -12,8 +12,9 @@ from IPython.utils.capture import capture_output
 from pydantic import BaseModel
 
 from koine_jupyter.views import KoineAnswer, ObjectView, TextView, choose_mode, flatten_record
-from koine_jupyter.views._markdown import BlockSplitter, to_html
+from koine_jupyter.views._markdown import BlockSplitter
 from koine_jupyter.views._surfaces import Frame, HandleSurface, WidgetSurface
+from koine_jupyter.views._untrusted import markdown_html as to_html
 from koine_jupyter.views.object import object_html, object_leaves
 
 
@@ -109,13 +110,13 @@ def test_choose_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("fmt", "text", "bundle"),
     [
-        ("markdown", "# Hi", {"text/markdown": "# Hi"}),
+        ("markdown", "# Hi", {"text/html": "<h1>Hi</h1>\n"}),
         ("text", "# Hi", {}),
         ("html", "<b>x</b>", {"text/html": "<b>x</b>"}),
-        ("code", "```py\nx = 1\n```", {"text/markdown": "```py\nx = 1\n```"}),
-        ("code", "x = 1", {"text/markdown": "```\nx = 1\n```"}),
+        ("code", "```py\nx = 1\n```", {"text/html": to_html("```py\nx = 1\n```")}),
+        ("code", "x = 1", {"text/html": "<pre><code>x = 1\n</code></pre>\n"}),
         ("json", '```json\n{"a": 1}\n```', {"application/json": {"a": 1}}),
-        ("json", "not json", {"text/markdown": "```json\nnot json\n```"}),
+        ("json", "not json", {"text/html": to_html("```json\nnot json\n```")}),
     ],
 )
 def test_answer_reprs_are_deterministic(fmt: Any, text: str, bundle: dict[str, Any]) -> None:

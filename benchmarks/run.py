@@ -33,7 +33,18 @@ REF_VERSION = "2.3.0"
 RESULTS = HERE / "RESULTS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
-BENCHMARKS = ("seq", "conc", "stream", "objects", "magic", "extract", "storm", "dask", "memory")
+BENCHMARKS = (
+    "seq",
+    "conc",
+    "stream",
+    "objects",
+    "magic",
+    "render",
+    "extract",
+    "storm",
+    "dask",
+    "memory",
+)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -633,6 +644,34 @@ def bench_magic(ctx: Ctx) -> Section:
     return sec
 
 
+# -- 5b. the renderer of untrusted text --------------------------------------------------------
+
+
+def bench_render(ctx: Ctx) -> Section:
+    import _render
+
+    size = 20_000 if ctx.smoke else 200_000
+    text = markdown_answer(size)
+    got = _render.measure(text, rounds=1 if ctx.smoke else max(ctx.rounds, 5))
+    ref, ours = got["reference"], got["ours"]
+    sec = Section(
+        "render",
+        "5b. The renderer of untrusted text on a 200 KB answer",
+        f"A {len(text):,}-character Markdown answer rendered as a live view renders it: each of "
+        f"its {int(got['blocks']):,} blocks once, then the whole answer (the cell's result). "
+        "`reference`: the views' renderer before this one (markdown-it, raw HTML escaped, "
+        "Pygments; kept in `_render.py`); `ours`: `markdown_html` (the same, plus link and "
+        "image checks and the nh3 allowlist pass). In this process, best of each round.",
+        header=("renderer", "seconds", "MB/s", "vs reference"),
+    )
+    for name, seconds in (("reference", ref), ("ours", ours)):
+        rate = 2 * len(text) / seconds / 1e6
+        sec.rows.append((name, f"{seconds:.3f}", f"{rate:.1f}", f"{seconds / ref:.2f}x"))
+    if not ctx.smoke:
+        sec.target("ours <= 1.5x the reference", f"{ours / ref:.2f}x", ours <= 1.5 * ref)
+    return sec
+
+
 # -- 6. extract ------------------------------------------------------------------------------
 
 
@@ -882,6 +921,7 @@ RUNNERS: dict[str, Callable[[Ctx], Section]] = {
     "stream": bench_stream,
     "objects": bench_objects,
     "magic": bench_magic,
+    "render": bench_render,
     "extract": bench_extract,
     "storm": bench_storm,
     "dask": bench_dask,

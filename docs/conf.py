@@ -43,6 +43,7 @@ NAV = {
         "docs/dask",
         "docs/local-gateway",
         "docs/reliability",
+        "docs/security",
         "notebooks/README",
     ],
     "API reference": [

@@ -20,7 +20,7 @@ import statistics
 
 import pytest
 
-from koine_jupyter.views._markdown import to_html
+from koine_jupyter.views._untrusted import markdown_html as to_html
 from koine_sdk.testing._directives import parse_directives
 
 from . import _dom
@@ -128,9 +128,13 @@ def test_text_answer_grows_on_screen(notebook: NotebookPage) -> None:
     # the status line ticks while running, and says done at the end
     assert any(s.status.startswith("⏳") for s in live)
     assert run.final.status.startswith("✓"), run.final.status
-    # the final output is the answer's Markdown rendering
+    # the view never went empty between the live answer and the result (no flicker at the swap)
+    started = next(i for i, s in enumerate(run.samples) if s.live)
+    empty = [s.t for s in run.samples[started:] if s.running and not s.live and not s.result_text]
+    assert not empty, f"the cell showed nothing at {empty[:5]} s while it was still running"
+    # the final output is the answer's Markdown rendering (sanitized HTML, rendered in the kernel)
     final = run.final
-    assert final.result_mime == "text/markdown", final.result_mime
+    assert final.result_mime == "text/html", final.result_mime
     assert final.result_text is not None
     assert _dom.squash(final.result_text) == expected_text, (final.result_text, answer)
     assert _dom.result_structure(page, index) == _dom.html_structure(page, expected_html)
@@ -238,3 +242,37 @@ def test_extract_progress_moves_and_table_has_every_row(notebook: NotebookPage) 
         f"extract: {len(middle)} intermediate bar positions, {rows} rows, "
         f"cell finished at {run.finished:.2f} s",
     )
+
+
+def test_a_payload_answer_runs_nothing(notebook: NotebookPage) -> None:
+    """An answer holding HTML with handlers, a script, javascript: links in HTML and Markdown and
+    a remote image: live and final, nothing runs (a window flag stays unset), the payload shows
+    as text, no javascript: link and no remote image is in the page."""
+    page = notebook.page
+    index = notebook.cell_index("%%koine --out payload")
+    _dom.run_cell(page, index)
+    run = _dom.wait_cell_done(page, index)
+    notebook.keep("payload", run)
+    check_no_widget_failure(run)
+    assert page.evaluate("() => window.koinePwned === undefined"), page.evaluate(
+        "() => String(window.koinePwned)"
+    )
+    final = run.final
+    assert final.result_mime == "text/html", final.result_mime
+    assert final.result_text is not None and "<script>" in final.result_text
+    found = page.evaluate(
+        """(i) => {
+          const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[i]
+            .querySelector('.jp-OutputArea');
+          return {
+            js: [...area.querySelectorAll('a[href]')].map((a) => a.getAttribute('href'))
+              .filter((h) => !/^(https?:|mailto:|[^:]*$)/i.test(h)),
+            images: [...area.querySelectorAll('img')].map((e) => e.getAttribute('src')),
+            handlers: [...area.querySelectorAll('*')].flatMap((e) =>
+              [...e.attributes].filter((a) => a.name.startsWith('on')).map((a) => a.name)),
+          };
+        }""",
+        index,
+    )
+    assert found == {"js": [], "images": [], "handlers": []}, found
+    notebook.report(f"payload: nothing ran; finished at {run.finished:.2f} s")

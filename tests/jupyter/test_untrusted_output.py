@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import nbformat
 import pytest
 from _kernels import kernel_env, new_notebook
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jupyter_client.manager import start_new_kernel
 from test_magic_kernel import Kernel, of_type
 
@@ -148,6 +150,24 @@ def test_the_renderer_keeps_markdown_and_escapes_html() -> None:
     assert "<strong>bold</strong>" in html and "<table>" in html and "<pre" in html
     assert '<a href="https://example.org/"' in html
     assert '<a href="http://evil.example/leak.png?secret=1"' in html  # an image as a link
+
+
+_PIECES = st.sampled_from(
+    [
+        "<", ">", "<img src=x onerror=alert(1)>", "<script>", "</script>", "<svg onload=1>",
+        "<a href='javascript:x'>", "javascript:", "JaVa&#115;cript:", "&#x6a;avascript:",
+        "[t](", ")", "](", "![i](", "http://e.example/p.png", "<iframe>", '"', "'", "`",
+        "```", "\n", "\n\n", " ", "x", "<style>", "style=position:fixed", "&lt;", "&", "*",
+        "<form action=x>", "vbscript:", "data:text/html,", "onerror=", "//e.example/i.png",
+    ]
+)  # fmt: skip
+
+
+@given(st.lists(_PIECES, max_size=40).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_any_mix_of_payload_pieces_renders_inert(text: str) -> None:
+    assert not active(markdown_html(text))
+    assert not active(clean_html(text))
 
 
 def test_html_format_is_sanitized_keeping_text_markup() -> None:

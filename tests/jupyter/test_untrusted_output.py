@@ -373,3 +373,30 @@ def test_widget_mode_swaps_to_the_answer_without_an_empty_moment(kernel: Kernel)
     # after it, the view folds to its final status line
     assert any(len(s.get("children", [])) == 1 for s in after), after
     assert any("✓" in s.get("value", "") and "Echo" not in s.get("value", "") for s in after)
+
+
+def test_remote_images_load_only_when_opted_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.testing.globalipapp import start_ipython
+
+    from koine_jupyter.views import _untrusted
+
+    image = "![chart](https://example.org/chart.png)"
+    assert "<img" not in markdown_html(image)
+    assert '<img src="relative/chart.png"' in markdown_html("![c](relative/chart.png)")
+    monkeypatch.setenv(_untrusted.ENV_REMOTE_IMAGES, "1")
+    assert '<img src="https://example.org/chart.png" alt="chart">' in markdown_html(image)
+    assert '<img src="https://example.org/x.png">' in clean_html(
+        '<img src="https://example.org/x.png" onerror="x()">'
+    )
+    monkeypatch.delenv(_untrusted.ENV_REMOTE_IMAGES)
+    ip: Any = start_ipython()
+    ip.run_line_magic("load_ext", "koine_jupyter")
+    try:
+        ip.run_line_magic("config", "KoineMagics.remote_images = True")
+        assert "<img" in markdown_html(image)
+        ip.run_line_magic("config", "KoineMagics.remote_images = False")
+        assert "<img" not in markdown_html(image)
+        # javascript: stays out whatever the setting
+        assert not active(markdown_html("![x](javascript:alert(1))"))
+    finally:
+        ip.run_line_magic("config", "KoineMagics.remote_images = None")

@@ -231,10 +231,9 @@ class AskOptions:
     new: bool = flag("Start the --session conversation over.")
     format: str = option(
         "How the answer renders: markdown (default), text, code, json, html. Answers are "
-        "made inert: markdown keeps headings, lists, tables, code, emphasis and http(s)/"
-        "mailto/relative links, raw HTML escaped; html keeps text tags, tables, links and "
-        "typographic styles, drops scripts, event handlers, javascript: URLs, iframes, "
-        "forms and positioning styles (docs/security.md).",
+        "untrusted: markdown keeps formatting and safe links but escapes raw HTML; html "
+        "keeps structure, text formatting, tables and http/https/mailto links, and drops "
+        "scripts, event handlers, iframes, forms, remote images and positioning styles.",
         choices=FORMATS,
         default="markdown",
     )

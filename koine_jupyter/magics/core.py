@@ -19,7 +19,7 @@ from koine_sdk import KoineError, SyncKoineClient
 
 from .._sessions import SessionStore
 from ..views._frontend import DISPLAY_CHOICES
-from ..views._untrusted import set_remote_images
+from ..views._markdown import set_remote_images
 from .args import (
     AskOptions,
     format_help,
@@ -106,14 +106,6 @@ class KoineMagics(Magics):
         "the user cache folder).",
     ).tag(config=True)
 
-    remote_images = Bool(
-        None,
-        allow_none=True,
-        help="Load remote images (![](https://...)) in rendered answers. Off by default: an "
-        "image loads by itself and its URL can carry data away, so it is shown as a link. "
-        "None: the KOINE_REMOTE_IMAGES environment variable decides (1/true/yes).",
-    ).tag(config=True)
-
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # set before the traits: loading the configuration may already call the observers
         self.sessions = SessionStore()
@@ -122,9 +114,15 @@ class KoineMagics(Magics):
         self.result_metadata = ResultMetadata()
         super().__init__(shell=shell, **kwargs)
 
+    remote_images = Bool(
+        False,
+        help="Load remote images in answers (off: shown as links, since loading an image URL "
+        "can send data out of the notebook). KOINE_REMOTE_IMAGES=1 turns it on too.",
+    ).tag(config=True)
+
     @observe("remote_images")
     def _remote_images_changed(self, change: Any) -> None:
-        set_remote_images(change["new"])
+        set_remote_images(True if change["new"] else None)
 
     @observe("base_url", "auth_key_env", "model", "timeout", "max_retries", "replay", "ledger")
     def _settings_changed(self, change: Any) -> None:
@@ -170,13 +168,13 @@ class KoineMagics(Magics):
 
     # -- the magic --------------------------------------------------------------------------
 
-    # no_var_expand: IPython would expand {...} and $name in the line first, and our own filling
-    # of the prompt would then resolve references *inside* the values it inserted (a variable
-    # holding "{os.environ[...]}" would send the key). Ours is the one pass: names only.
     @line_cell_magic
-    @no_var_expand
+    @no_var_expand  # one pass of {name} filling, ours: IPython's would evaluate, then ours refill
     def koine(self, line: str, cell: str | None = None) -> Any:
         """Ask the Koine gateway (Claude Code over HTTP).
+
+        Braces are filled once, by koine's own scanner (names, attributes, subscripts: never
+        evaluated), in a line as in a cell; text inside a filled value is never filled again.
 
         Cell: the body is the prompt; {name}, {obj.attr}, {seq[0]}, {In[2]}, {Out[3]} in its
         prose are filled from the namespace ({{ and }} for literal braces). Code — a Markdown

@@ -1,9 +1,11 @@
-"""A cap on how deep the views walk an object: a deeply nested answer (or partial answer) is
-drawn down to :data:`MAX_DEPTH` levels with a placeholder below, never a ``RecursionError``.
+"""A cap on how deep a value is walked, for views that hand values to code that recurses
+without a limit (the frame view: its own flattening, then pandas' formatting of cell values): a
+deeply nested answer never raises ``RecursionError`` there.
 
 :func:`cap_depth` checks without recursion (an explicit stack) and returns the value itself
 when it is shallow enough — the usual case, no copy — else a copy (models as dicts of their
-fields) whose too-deep parts are :data:`DEEPER`. Views then recurse on bounded input.
+fields) whose too-deep parts are :data:`DEEPER`. The object view caps its own recursion
+(:data:`.object.MAX_DEPTH`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from typing import Any, Final, cast
 
 from pydantic import BaseModel
 
-__all__ = ["DEEPER", "MAX_DEPTH", "cap_depth"]
+__all__ = ["DEEPER", "cap_depth"]
 
-MAX_DEPTH: Final = 32
-DEEPER: Final = f"… (nested deeper than {MAX_DEPTH} levels: not shown)"
+DEEPER: Final = "…"
 
 
 def _children(value: Any) -> list[Any] | None:
@@ -56,7 +57,7 @@ def _capped(value: Any, left: int) -> Any:
     return [_capped(v, left - 1) for v in items]
 
 
-def cap_depth(value: Any, limit: int = MAX_DEPTH) -> Any:
+def cap_depth(value: Any, limit: int) -> Any:
     """``value`` itself when no container in it is nested deeper than ``limit`` levels, else a
     copy whose containers at that depth are replaced by :data:`DEEPER`."""
     if not _too_deep(value, limit):

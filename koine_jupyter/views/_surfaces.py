@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple, TextIO
 
 from ._frontend import EMPTY, PLACEHOLDER, Mode, display, has_kernel
-from ._untrusted import clean_html, markdown_html, text_html
+from ._markdown import text_to_html, to_html
 
 __all__ = [
     "Bar",
@@ -81,18 +81,16 @@ def _status_html(status: str, hint: str = "") -> str:
 
 
 def _block_html(block: str, kind: Kind) -> str:
-    """A piece of a view as inert HTML: model Markdown rendered by the one renderer of
-    untrusted text, plain text escaped, HTML (object and frame views) through its allowlist."""
     if kind == "markdown":
-        return markdown_html(block)
+        return to_html(block)
     if kind == "text":
-        return text_html(block)
-    return clean_html(block)
+        return text_to_html(block)
+    return block
 
 
 def _blocks_bundle(blocks: Sequence[str], kind: Kind) -> tuple[dict[str, Any], int]:
-    """The display data of finished blocks, and its size: sanitized ``text/html`` (never the
-    model's Markdown as such: frontends and nbconvert render raw HTML inside Markdown)."""
+    """The display data of finished blocks, and its size. Markdown is rendered here, by the
+    one renderer of untrusted text (:func:`to_html`), never published as raw Markdown."""
     body = "".join(_block_html(block, kind) for block in blocks)
     return {"text/html": body}, len(body)
 
@@ -232,11 +230,10 @@ class HandleSurface(Surface):
         if frame.bar is not None:  # a progress line first, then what goes with it
             return {
                 "text/plain": frame.status,
-                "text/html": f"<pre>{html.escape(frame.status)}</pre>"
-                + _block_html(frame.tail, frame.kind),
+                "text/html": f"<pre>{html.escape(frame.status)}</pre>" + frame.tail,
             }
         body = _block_html(frame.tail, frame.kind) if frame.tail else ""
-        return {"text/html": body + _status_html(frame.status, frame.hint)}
+        return {"text/html": body + _status_html(frame.status)}
 
     def show(self, frame: Frame) -> None:
         new = frame.done[self._sent_blocks :]
@@ -357,13 +354,13 @@ class WidgetSurface(Surface):
             if bar is not None:
                 self._show_bar(bar, status)
             return
-        # The answer stays drawn until the cell's result (the same answer) is out: collapsing
+        # The answer stays drawn until the cell's result (the same answer) is out: folding
         # now would leave the cell empty while the result is formatted and sent (a flicker).
         self._final_status = status
-        if not _after_cell(self._collapse):
-            self._collapse()
+        if not _after_cell(self._fold):
+            self._fold()
 
-    def _collapse(self) -> None:
+    def _fold(self) -> None:
         """Down to the final status line (the answer now shows as the cell's result)."""
         self._box.children = [self._live]
         self._set(self._live, _status_html(self._final_status, self._hint))

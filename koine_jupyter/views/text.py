@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from ._live import LiveView, session_of, usage_of
-from ._markdown import BlockSplitter
+from ._markdown import BlockSplitter, sanitize_html, to_html
 from ._surfaces import Frame
-from ._untrusted import clean_html, markdown_html
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamTextResult
@@ -185,10 +184,8 @@ class KoineAnswer:
         fmt = self.format
         if fmt == "text":
             return {}
-        # Model text is untrusted: what is published is inert HTML (see ._untrusted), never
-        # the answer's own Markdown or HTML as such.
         if fmt == "html":
-            return {"text/html": clean_html(self.text)}
+            return {"text/html": sanitize_html(self.text)}
         if fmt == "json":
             try:
                 value = self.json()
@@ -196,11 +193,11 @@ class KoineAnswer:
                 value = None
             if isinstance(value, dict | list):
                 return {"application/json": value}
-            return {"text/html": markdown_html(_fenced(self.code, "json"))}
+            return {"text/html": to_html(_fenced(self.code, "json"))}
         if fmt == "code":
             body, lang = _strip_fence(self.text)
-            return {"text/html": markdown_html(_fenced(body, lang))}
-        return {"text/html": markdown_html(self.text)}
+            return {"text/html": to_html(_fenced(body, lang))}
+        return {"text/html": to_html(self.text)}
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None, **kwargs: Any

@@ -7,79 +7,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from _kernels import kernel_env
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager, start_new_kernel
+from _html import answer_text
+from _kernels import Kernel, kernel_env, of_type
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
 FIXTURES = Path(__file__).parent / "notebooks_fixtures"
-
-
-class Kernel:
-    def __init__(self, km: KernelManager, kc: BlockingKernelClient) -> None:
-        self.km = km
-        self.kc = kc
-
-    def run(
-        self,
-        code: str,
-        timeout: float = 30,
-        interrupt_after: float | None = None,
-        when_drawn: bool = True,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Execute ``code``; return its iopub messages (with arrival times) and the reply.
-        ``interrupt_after``: seconds, then Ctrl-C (once a live update was drawn, if
-        ``when_drawn``)."""
-        msg_id = self.kc.execute(code)
-        msgs: list[dict[str, Any]] = []
-        start = time.monotonic()
-        interrupted = False
-        while True:
-            wait = 0.05 if interrupt_after is not None and not interrupted else timeout
-            try:
-                msg = self.kc.get_iopub_msg(timeout=wait)
-            except Exception:  # queue.Empty
-                msg = None
-            now = time.monotonic()
-            if (
-                interrupt_after is not None
-                and not interrupted
-                and now - start >= interrupt_after
-                and (not when_drawn or any(m["msg_type"] == "update_display_data" for m in msgs))
-            ):
-                self.km.interrupt_kernel()
-                interrupted = True
-                msgs.append({"msg_type": "(interrupt sent)", "time": now, "content": {}})
-            if msg is None:
-                if now - start > timeout:
-                    raise TimeoutError(code)
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            msg["time"] = now
-            msgs.append(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        while True:
-            reply = self.kc.get_shell_msg(timeout=timeout)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return msgs, reply
-
-
-def of_type(msgs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [m for m in msgs if m["msg_type"] == kind]
-
-
-def first_paragraph(html: str) -> str:
-    """The text of the first ``<p>`` of a rendered frame (the status line is a ``<div>``)."""
-    return html[html.index("<p>") + 3 : html.index("</p>")] if "<p>" in html else ""
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +43,7 @@ def test_streams_into_a_display_handle(kernel: Kernel, koine_gateway_server: Any
     assert [d["content"]["data"] for d in displays] == [{"text/plain": ""}]
     assert updates[-1]["content"]["data"] == {"text/plain": ""}
     # streaming happened: several updates with growing text before the answer
-    live = [first_paragraph(u["content"]["data"]["text/html"]) for u in updates[:-1]]
+    live = [answer_text(u["content"]["data"]["text/html"]) for u in updates[:-1]]
     assert len(live) >= 4
     assert len(set(live)) >= 4
     # live frames are prefixes of the answer; the answer itself is the cell's result, once
@@ -113,8 +52,8 @@ def test_streams_into_a_display_handle(kernel: Kernel, koine_gateway_server: Any
     assert all(answer.startswith(frame) for frame in live)
     assert len(results) == 1
     data = results[0]["content"]["data"]
-    assert data["text/html"] == f"<p>{answer}</p>\n"  # rendered and sanitized, never raw
-    assert "text/markdown" not in data
+    assert answer_text(data["text/html"]) == answer
+    assert "text/markdown" not in data  # raw Markdown would pass model HTML to the frontend
     assert data["text/plain"] == answer
     assert not of_type(msgs, "stream")
 
@@ -211,7 +150,7 @@ def test_interrupt_keeps_what_arrived(kernel: Kernel) -> None:
     (error,) = of_type(msgs, "error")
     assert len(error["content"]["traceback"]) == 1
     final = of_type(msgs, "update_display_data")[-1]["content"]["data"]["text/html"]
-    assert final.startswith("<p>Echo: w0 w1")
+    assert answer_text(final).startswith("Echo: w0 w1")
     assert "interrupted" in final
     # the kernel is fine afterwards, and the partial answer was kept
     _, ok = kernel.run("assert cut.interrupted and cut.text.startswith('Echo: w0')")
@@ -238,7 +177,7 @@ def test_the_answer_carries_its_provenance_as_metadata(kernel: Kernel) -> None:
     msgs, reply = kernel.run("%%koine --session prov\nAbout {topic}")
     assert reply["content"]["status"] == "ok"
     (result,) = of_type(msgs, "execute_result")
-    assert result["content"]["data"]["text/html"] == "<p>Echo: About SSE</p>\n"
+    assert answer_text(result["content"]["data"]["text/html"]) == "Echo: About SSE"
     meta = result["content"]["metadata"]["koine"]
     assert meta["source"] == "live" and meta["session"] == "prov" and meta["model"] is None
     assert meta["references"] == ["topic"]
@@ -335,7 +274,7 @@ def test_notebook_reexecutes_equal_under_nbval(koine_gateway_server: Any, tmp_pa
     # is saved as its constant placeholder, the answer as the cell's result
     live, result = nb.cells[2].outputs
     assert live["output_type"] == "display_data" and live["data"] == {"text/plain": ""}
-    assert result["data"]["text/html"] == "<p>Echo: Describe SSE</p>\n"
+    assert answer_text(result["data"]["text/html"]) == "Echo: Describe SSE"
     assert nb.cells[3].outputs[-1]["data"] == {"text/plain": "Echo: Plain Echo: Describe SSE"}
     path = tmp_path / "run.ipynb"
     nbformat.write(nb, path)

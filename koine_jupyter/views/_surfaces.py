@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple, TextIO
 
@@ -295,6 +295,7 @@ class WidgetSurface(Surface):
         self._sent_blocks = 0
         self._capturing = False
         self._hint = ""
+        self._final_status = ""
         bundle: dict[str, Any] = self._box._repr_mimebundle_()
         display({**bundle, **PLACEHOLDER}, raw=True)
 
@@ -352,10 +353,36 @@ class WidgetSurface(Surface):
             self._box.children = [self._box.children[0]]
             if bar is not None:
                 self._show_bar(bar, status)
-        else:
-            self._box.children = [self._live]
-            self._set(self._live, _status_html(status, self._hint))
-            self._out.close()
+            return
+        # The answer stays drawn until the cell's result (the same answer) is out: folding
+        # now would leave the cell empty while the result is formatted and sent (a flicker).
+        self._final_status = status
+        if not _after_cell(self._fold):
+            self._fold()
+
+    def _fold(self) -> None:
+        """Down to the final status line (the answer now shows as the cell's result)."""
+        self._box.children = [self._live]
+        self._set(self._live, _status_html(self._final_status, self._hint))
+        self._out.close()
+
+
+def _after_cell(action: Callable[[], None]) -> bool:
+    """Run ``action`` once when the running cell is over (after its result was published), in
+    a kernel; ``False`` (nothing registered) elsewhere."""
+    from IPython.core.getipython import get_ipython
+
+    shell: Any = get_ipython()
+    if not has_kernel(shell):
+        return False
+    events: Any = shell.events
+
+    def once(*_: Any) -> None:
+        events.unregister("post_run_cell", once)
+        action()
+
+    events.register("post_run_cell", once)
+    return True
 
 
 def make_surface(mode: Mode, *, bar: bool = False, status: TextIO | None = None) -> Surface:

@@ -128,6 +128,10 @@ def test_text_answer_grows_on_screen(notebook: NotebookPage) -> None:
     # the status line ticks while running, and says done at the end
     assert any(s.status.startswith("⏳") for s in live)
     assert run.final.status.startswith("✓"), run.final.status
+    # the view never went empty between the live answer and the result (no flicker at the swap)
+    started = next(i for i, s in enumerate(run.samples) if s.live)
+    empty = [s.t for s in run.samples[started:] if s.running and not s.live and not s.result_text]
+    assert not empty, f"the cell showed nothing at {empty[:5]} s while it was still running"
     # the final output is the answer's Markdown rendering
     final = run.final
     assert final.result_mime == "text/html", final.result_mime  # rendered by us, sanitized

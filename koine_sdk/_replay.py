@@ -96,9 +96,13 @@ def replay_mode(value: object = None) -> ReplayMode:
 
 
 def short_prompt(prompt: str) -> str:
-    """A prompt on one line, cut to a readable length (for messages)."""
-    one = " ".join(prompt.split())
-    return one if len(one) <= _PROMPT_SHOWN else one[: _PROMPT_SHOWN - 1] + "…"
+    """A prompt cut to a readable length, its whitespace kept (messages show it with
+    ``repr()``, so two prompts that differ by a trailing space or a newline look different):
+    a long one keeps its start and its last characters."""
+    if len(prompt) <= _PROMPT_SHOWN:
+        return prompt
+    tail = _PROMPT_SHOWN // 4
+    return prompt[: _PROMPT_SHOWN - tail - 1] + "…" + prompt[-tail:]
 
 
 def _usage(record: LedgerRecord) -> KoineUsage:
@@ -131,9 +135,10 @@ class Recording:
 
     def value(self) -> Any:
         """The recorded object (``ValueError`` when the recording holds none)."""
-        if self.record.answer is None:
+        received = self.record.object_json  # as the gateway returned it, re-validated here
+        if received is None:
             raise ValueError("no object recorded")
-        return json.loads(self.record.answer)
+        return json.loads(received)
 
     def raw_text(self) -> str:
         raw = self.record.raw_text
@@ -295,17 +300,18 @@ class Replayer:
 
         assert self.ledger is not None
         try:
-            rows = self.ledger.query(
-                "SELECT model, session_in, system_hash, schema_hash, allowed_tools FROM requests "
-                "WHERE prompt = ? AND status = 'ok' AND endpoint IN (?, ?) ORDER BY id DESC "
-                "LIMIT 1",
-                (fields["prompt"], path, SIBLING[path]),
-            )
+            near = self.ledger.nearest(str(fields["prompt"]), (path, SIBLING[path]))
         except KoineError:
             return ""
-        if not rows:
+        if near is None:
             return ""
-        model, session, system_hash, schema_hash, tools = rows[0]
+        model, session, system_hash, schema_hash, tools = (
+            near.model,
+            near.session_in,
+            near.system_hash,
+            near.schema_hash,
+            near.allowed_tools,
+        )
         shape = RequestShape.of(path, fields)
         differ = [
             name
@@ -361,6 +367,7 @@ class Replayer:
             body,
             status="ok",
             answer=answer,
+            received=answer,  # as the gateway returned it: every replay validates it again
             raw_text=raw_text,
             input_tokens=usage.input_tokens if usage is not None else 0,
             output_tokens=usage.output_tokens if usage is not None else 0,

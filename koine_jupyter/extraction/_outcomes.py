@@ -4,6 +4,7 @@ window and health updated; and, after a sample, the estimate and the budget chec
 from __future__ import annotations
 
 import copy
+import json
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,8 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
         status="ok",
         answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
         raw_text=getattr(result, "raw_text", None),
+        received=received_json(result),
+        answered_by=replica.client.config.model or run.shape.model,
         input_tokens=tokens[0],
         output_tokens=tokens[1],
         session_id=getattr(result, "session_id", None),
@@ -177,6 +180,19 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
             answer_from=FROM_REQUEST if first else FROM_DUPLICATE,
         )
         first = False
+
+
+def received_json(result: Any) -> str | None:
+    """The object as the gateway returned it (its JSON text, before validation): what every
+    reuse of this answer validates again."""
+    raw = getattr(result, "raw_text", None)
+    if isinstance(raw, str):
+        try:
+            json.loads(raw)
+        except ValueError:
+            return None
+        return raw
+    return None
 
 
 def write(run: Run, unit: Unit, **outcome: Any) -> None:

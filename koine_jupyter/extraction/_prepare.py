@@ -154,12 +154,19 @@ def _body(
 
 
 def _from_ledger(schema: type[BaseModel], answer: str | None) -> BaseModel | None:
+    """The answer as received, validated again (the same values every time)."""
     if answer is None:
         return None
     try:
         return schema.model_validate_json(answer)
     except ValidationError:
         return None  # recorded under an older version of the model's validators: ask again
+
+
+def _group_of(tags: Mapping[str, Any] | None) -> str | None:
+    dask: Any = (tags or {}).get("dask")
+    group: Any = cast("dict[str, Any]", dask).get("group") if isinstance(dask, dict) else None
+    return group if isinstance(group, str) else None
 
 
 def prepare(
@@ -215,7 +222,7 @@ def prepare(
     ledger_usage: list[tuple[int, int]] = []
     for pos, key in wanted.items():
         hit = hits.get(key)
-        obj = _from_ledger(schema, hit.answer) if hit is not None and hit.ok else None
+        obj = _from_ledger(schema, hit.object_json) if hit is not None and hit.ok else None
         if hit is not None and obj is not None:
             rows.finish(
                 pos,
@@ -245,11 +252,13 @@ def prepare(
         **(tags or {}),
     }
     try:
-        run_id: str | None = book.start_run("extract", rows=len(texts), params=params)
+        run_id: str | None = book.start_run(
+            "extract", rows=len(texts), params=params, group=_group_of(tags)
+        )
     except KoineError as exc:
         warnings.warn(f"{exc.message}; this run is kept in this process only", LedgerWarning, 3)
         book = process_ledger()
-        run_id = book.start_run("extract", rows=len(texts), params=params)
+        run_id = book.start_run("extract", rows=len(texts), params=params, group=_group_of(tags))
     return Run(
         rows=rows,
         units=list(units.values()),

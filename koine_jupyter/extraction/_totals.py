@@ -12,7 +12,6 @@ it still runs) counts with the requests it committed.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import socket
 import sys
@@ -57,37 +56,25 @@ def run_summaries(group: str, ledger: Any) -> dict[str, Any]:
         if book is None:
             return {"runs": {}, "where": where, "error": None}
         where = f"{socket.gethostname()}:{book.path or MEMORY}"
-        rows = book.query(
-            "SELECT run_id, status, started, ended, rows, params, stats FROM runs "
-            "WHERE kind = 'extract' AND params LIKE ?",
-            (f'%"{group}"%',),
-        )
         runs: dict[str, Any] = {}
-        for run_id, status, started, ended, n, params, stats in rows:
-            loaded: Any = json.loads(params or "{}")
-            dask: Any = loaded.get("dask") or {}
-            if dask.get("group") != group:
-                continue
+        for run in book.group_runs(group, kind="extract"):
+            tag: Any = run.params.get("dask")
+            dask: dict[str, Any] = cast("dict[str, Any]", tag) if isinstance(tag, dict) else {}
             summary: dict[str, Any] = {
-                "status": status,
-                "started": started,
-                "ended": ended,
-                "rows": n,
+                "status": run.status,
+                "started": run.started,
+                "ended": run.ended,
+                "rows": run.rows,
                 "partition": dask.get("partition"),
-                "stats": json.loads(stats) if stats else None,
+                "stats": dict(run.stats) if run.stats is not None else None,
             }
-            if summary["stats"] is None:  # never ended: what it committed
-                count, tokens_in, tokens_out = book.query(
-                    "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
-                    "COALESCE(SUM(output_tokens), 0) FROM requests WHERE run_id = ?",
-                    (run_id,),
-                )[0]
+            if run.committed is not None:  # never ended: what it committed
                 summary["committed"] = {
-                    "requests": count,
-                    "input_tokens": tokens_in,
-                    "output_tokens": tokens_out,
+                    "requests": run.committed.requests,
+                    "input_tokens": run.committed.input_tokens,
+                    "output_tokens": run.committed.output_tokens,
                 }
-            runs[run_id] = summary
+            runs[run.run_id] = summary
         return {"runs": runs, "where": where, "error": None}
     except KoineError as exc:
         return {"runs": {}, "where": where, "error": exc.message}

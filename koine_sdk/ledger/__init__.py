@@ -10,7 +10,9 @@ calls' answers here and replays them, with the same key.
 Where: ``<user cache dir>/koine/ledger.sqlite3`` (``~/.cache/koine/`` on Linux,
 ``~/Library/Caches/koine/`` on macOS, ``%LOCALAPPDATA%\\koine\\Cache\\`` on Windows);
 ``KOINE_LEDGER=/path/file.sqlite3`` moves it, ``KOINE_LEDGER=off`` turns it off (answers are
-then kept in this process only). **Prompts and answers are stored in plain text.**
+then kept in this process only); ``KOINE_LEDGER=some/folder/`` (a trailing slash, or an
+existing folder) puts ``ledger.sqlite3`` in that folder. **Prompts and answers are stored in
+plain text**, in a folder only you can open (0700) and files only you can read (0600).
 
 Only the standard library is imported here (sqlite3); pandas only by the DataFrame readers
 (:meth:`Ledger.runs`, :meth:`Ledger.rows`).
@@ -30,17 +32,22 @@ from typing import Any, cast
 from ..errors import KoineError
 from ._key import KEY_FIELDS, RequestShape, canonical_json, content_hash, request_key, request_keys
 from ._location import ENV_LEDGER, MEMORY, default_location
-from ._store import Ledger, LedgerRecord
+from ._records import ClaimResult, NearRecording, RunSummary, RunTotals
+from ._store import Ledger, LedgerRecord, LedgerWarning
 
 __all__ = [
     "ENV_LEDGER",
     "KEY_FIELDS",
     "MEMORY",
+    "ClaimResult",
     "Ledger",
     "LedgerRecord",
     "LedgerSpec",
     "LedgerWarning",
+    "NearRecording",
     "RequestShape",
+    "RunSummary",
+    "RunTotals",
     "caller_records",
     "canonical_json",
     "content_hash",
@@ -55,10 +62,6 @@ __all__ = [
 LedgerSpec = str | os.PathLike[str] | Ledger | bool | None
 """What a ``ledger=`` argument takes: ``None``/``True`` (the default ledger), ``False`` (this
 process's in-memory ledger), a file path, or a :class:`Ledger`."""
-
-
-class LedgerWarning(UserWarning):
-    """The ledger file could not be used; answers are kept in this process only."""
 
 
 _PROCESS: dict[str, Ledger] = {}

@@ -22,7 +22,8 @@ def _cache_dir() -> Path:
 
 
 def default_location() -> Path | str | None:
-    """The ledger used when none is named: ``$KOINE_LEDGER`` (a file path; ``:memory:`` for
+    """The ledger used when none is named: ``$KOINE_LEDGER`` (a file path, or a folder, named
+    with a trailing slash or existing, holding ``ledger.sqlite3``; ``:memory:`` for
     one kept in this process; ``0``/``off``/``false``/``no``/``none`` for none), else
     ``<user cache dir>/koine/ledger.sqlite3``. ``None`` means turned off."""
     raw = os.environ.get(ENV_LEDGER)
@@ -33,5 +34,6 @@ def default_location() -> Path | str | None:
         if value == MEMORY:
             return MEMORY
         path = Path(value).expanduser()
-        return path / FILE_NAME if path.is_dir() else path
+        folder = value.endswith(("/", os.sep)) or path.is_dir()
+        return path / FILE_NAME if folder else path
     return _cache_dir() / FILE_NAME

@@ -42,8 +42,9 @@ PINNED: dict[str, list[str]] = {
     "koine_sdk.client": ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"],
     "koine_sdk.errors": ["ErrorCode", "KoineError"],
     "koine_sdk.ledger": [
-        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "Ledger", "LedgerRecord", "LedgerSpec",
-        "LedgerWarning", "RequestShape", "caller_records", "canonical_json", "content_hash",
+        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "ClaimResult", "Ledger", "LedgerRecord",
+        "LedgerSpec", "LedgerWarning", "NearRecording", "RequestShape", "RunSummary",
+        "RunTotals", "caller_records", "canonical_json", "content_hash",
         "default_location", "open_ledger", "process_ledger", "recorded_by_caller",
         "request_key", "request_keys",
     ],

@@ -54,7 +54,7 @@ def runs_frame(raw: Sequence[Sequence[Any]]) -> pd.DataFrame:
     for name in ("rows", *_STATS):
         df[name] = pd.to_numeric(df[name], errors="coerce").astype("Int64")
     for name in ("run_id", "kind", "status", "prompt", "schema", "model"):
-        df[name] = df[name].astype("string")
+        df[name] = _strings(df[name])
     return df[columns].set_index("run_id")
 
 
@@ -69,8 +69,9 @@ ROW_COLUMNS = (
 def rows_frame(raw: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """``raw``: rows of :data:`ROW_COLUMNS`."""
     pd = _pandas()
-    df: Any = pd.DataFrame.from_records(list(raw), columns=list(ROW_COLUMNS))
-    error = df["error_code"].astype("string") + ": " + df["error_message"].astype("string")
+    # objects first: a text with lone surrogates cannot become an Arrow string (see _strings)
+    df: Any = pd.DataFrame(list(raw), columns=list(ROW_COLUMNS), dtype=object)
+    error = _strings(df["error_code"]) + ": " + _strings(df["error_message"])
     df.insert(df.columns.get_loc("error_code"), "error", error)
     df = df.drop(columns=["error_code", "error_message"])
     started, finished = _times(pd, df["started"]), _times(pd, df["finished"])
@@ -79,9 +80,9 @@ def rows_frame(raw: Sequence[Sequence[Any]]) -> pd.DataFrame:
     for name in ("input_tokens", "output_tokens", "attempts"):
         df[name] = pd.to_numeric(df[name], errors="coerce").astype("Int64")
     for name in ("run_id", "endpoint", "prompt", "system", "model", "answered_by", "status"):
-        df[name] = df[name].astype("string")
+        df[name] = _strings(df[name])
     for name in ("answer", "session_id", "key"):
-        df[name] = df[name].astype("string")
+        df[name] = _strings(df[name])
     return df.set_index("id")
 
 
@@ -91,3 +92,12 @@ def _mapping(text: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
+
+
+def _strings(column: Any) -> Any:
+    """A string column; one holding lone surrogates (which Arrow strings refuse) stays as
+    Python objects, unchanged."""
+    try:
+        return column.astype("string")
+    except UnicodeEncodeError:
+        return column

@@ -1,0 +1,94 @@
+"""Every schema resumes from the answer as received: aliases, excluded and computed fields, a
+validator that transforms (dollars to cents). Three runs of three rows cost three requests,
+with the same values every time; strict replay of recorded calls gives the same values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from koine_jupyter.extraction import extract
+from koine_sdk import create_koine_sync
+from koine_sdk.testing import LocalGateway
+
+
+class Aliased(BaseModel):
+    name: str = Field(serialization_alias="fullName")
+
+
+class Excluded(BaseModel):
+    name: str
+    secret: str = Field(exclude=True)
+
+
+class Computed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: int
+
+    @computed_field
+    @property
+    def double(self) -> int:
+        return self.size * 2
+
+
+class Cents(BaseModel):
+    price: int
+
+    @field_validator("price")
+    @classmethod
+    def _cents(cls, dollars: int) -> int:
+        return dollars * 100
+
+
+SCHEMAS: list[type[BaseModel]] = [Aliased, Excluded, Computed, Cents]
+TEXTS = ["one", "two", "three"]
+
+
+def _sent(gw: LocalGateway) -> int:
+    return sum(1 for r in gw.requests if r.path == "/generate-object")
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
+def test_three_runs_of_three_rows_cost_three_requests_with_the_same_values(
+    schema: type[BaseModel], koine_gateway: LocalGateway, tmp_path: Path
+) -> None:
+    ledger = str(tmp_path / "l.sqlite3")
+    gw = koine_gateway
+    client = create_koine_sync(base_url=gw.base_url, auth_key=gw.auth_key)
+    frames: list[Any] = []
+    try:
+        for _ in range(3):
+            frames.append(extract(TEXTS, schema, client=client, ledger=ledger, progress=False))
+    finally:
+        client.close()
+    assert _sent(gw) == 3
+    fields = list(schema.model_fields)
+    first = frames[0][fields]
+    assert frames[0]["error"].isna().all()
+    for later in frames[1:]:
+        assert set(later["answer_from"]) == {"ledger"}
+        assert later[fields].equals(first)
+    if schema is Cents:
+        assert list(frames[2]["price"]) == [100, 100, 100]  # not 10000 on resume
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
+def test_strict_replay_gives_the_recorded_values(
+    schema: type[BaseModel], koine_gateway: LocalGateway, tmp_path: Path
+) -> None:
+    ledger = str(tmp_path / "r.sqlite3")
+    gw = koine_gateway
+    values: list[dict[str, Any]] = []
+    for mode in ("record", "strict", "strict"):
+        with create_koine_sync(
+            base_url=gw.base_url, auth_key=gw.auth_key, replay=mode, ledger=ledger
+        ) as client:
+            result = client.generate_object(prompt="Describe it", schema=schema)
+            values.append(result.object.model_dump())
+    assert _sent(gw) == 1
+    assert values[0] == values[1] == values[2]
+    if schema is Cents:
+        assert values[2] == {"price": 100}

@@ -92,3 +92,17 @@ def test_strict_replay_gives_the_recorded_values(
     assert values[0] == values[1] == values[2]
     if schema is Cents:
         assert values[2] == {"price": 100}
+
+
+def test_a_lone_surrogate_among_good_rows_is_stored_and_resumed(
+    koine_gateway: LocalGateway, tmp_path: Path
+) -> None:
+    ledger = str(tmp_path / "s.sqlite3")
+    gw = koine_gateway
+    texts = ["good", "bad \udce9 text", "fine"]
+    with create_koine_sync(base_url=gw.base_url, auth_key=gw.auth_key) as client:
+        first = extract(texts, Aliased, client=client, ledger=ledger, progress=False)
+        again = extract(texts, Aliased, client=client, ledger=ledger, progress=False)
+    assert first["error"].isna().all() and list(first["name"]) == ["example"] * 3
+    assert set(again["answer_from"]) == {"ledger"}
+    assert _sent(gw) == 3

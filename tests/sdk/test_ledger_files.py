@@ -253,3 +253,14 @@ def test_a_read_only_ledger_is_read_by_a_user_who_cannot_write_it(how: str) -> N
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_each_answer_keeps_the_model_that_answered(tmp_path: Path) -> None:
+    shape = RequestShape.of("/generate-text", {"prompt": "x", "model": "haiku"})
+    with Ledger(tmp_path / "m.sqlite3") as book:
+        book.record(shape, "asked", status="ok", answer="a")
+        book.record(shape, "asked again", status="ok", answer="b", answered_by="sonnet")
+        rows = book.rows()
+        assert list(rows["answered_by"]) == ["haiku", "sonnet"]
+        record = book.get(shape.key("asked again"))
+        assert record is not None and record.answered_by == "sonnet"

@@ -4,6 +4,13 @@ with the same values every time; strict replay of recorded calls gives the same 
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 
 from koine_jupyter.extraction import extract
 from koine_sdk import create_koine_sync
+from koine_sdk.ledger import open_ledger
 from koine_sdk.testing import LocalGateway
 
 
@@ -106,3 +114,60 @@ def test_a_lone_surrogate_among_good_rows_is_stored_and_resumed(
     assert first["error"].isna().all() and list(first["name"]) == ["example"] * 3
     assert set(again["answer_from"]) == {"ledger"}
     assert _sent(gw) == 3
+
+
+_READ_ONLY_CHILD = textwrap.dedent(
+    """
+    import os, sys, warnings
+    import pandas
+    from pydantic import BaseModel
+    from koine_jupyter.extraction import extract, history
+    from koine_sdk import KoineConfig
+    from koine_sdk.ledger import Ledger
+    Ledger(":memory:").rows()
+
+    class Aliased(BaseModel):
+        name: str
+
+    config = KoineConfig(base_url=sys.argv[4], auth_key=os.environ["CHILD_KEY"])
+    # every module a run needs, imported as root (nobody cannot read root's Python)
+    extract(["warm up"], Aliased, client=config, ledger=False, progress=False)
+    os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = extract(["one", "two", "new"], Aliased, client=config, ledger=sys.argv[1],
+                     progress=False)
+        assert len(history(ledger=sys.argv[1])) == 1
+    assert list(df["answer_from"]) == ["ledger", "ledger", "request"], df
+    assert df["error"].isna().all(), list(df["error"])
+    said = [str(w.message) for w in caught if "read-only" in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in caught]
+    print("ok")
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops privileges from root")
+def test_extract_reuses_a_read_only_ledger_and_warns_once(koine_gateway: LocalGateway) -> None:
+    nobody = pwd.getpwnam("nobody")
+    folder = Path(tempfile.mkdtemp(prefix="koine-ro-"))
+    ledger = folder / "answers.sqlite3"
+    gw = koine_gateway
+    try:
+        with create_koine_sync(base_url=gw.base_url, auth_key=gw.auth_key) as client:
+            extract(["one", "two"], Aliased, client=client, ledger=str(ledger), progress=False)
+        open_ledger(str(ledger)).close()
+        for side in folder.iterdir():
+            side.chmod(0o444)
+        folder.chmod(0o555)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "CHILD_KEY": gw.auth_key}
+        done = subprocess.run(
+            [sys.executable, "-c", _READ_ONLY_CHILD, str(ledger), str(nobody.pw_uid),
+             str(nobody.pw_gid), gw.base_url],
+            capture_output=True, text=True, env=env, timeout=120, cwd="/",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert _sent(gw) == 4  # two paid once, the warm-up, the new one (not kept)
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -203,6 +203,7 @@ _READER = textwrap.dedent(
     """
     import os, sys, warnings
     import pandas  # (the standard library and packages are root's: imported first)
+    from koine_sdk import create_koine_sync
     from koine_sdk.ledger import Ledger, RequestShape
     Ledger(":memory:").rows()
     os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))
@@ -218,6 +219,9 @@ _READER = textwrap.dedent(
         run = book.start_run("extract", params={})
         book.finish_run(run, status="done", stats={})
         assert len(book.rows()) == 1 and len(book.runs()) == 0
+        with create_koine_sync(replay="strict", ledger=sys.argv[1]) as client:  # no gateway
+            replayed = client.generate_text(prompt="hello", system="Be brief.")
+        assert replayed.text == "an answer" and replayed.source == "replay", replayed
     said = [str(w.message) for w in caught if "read-only" in str(w.message)]
     assert len(said) == 1, said
     print("ok")

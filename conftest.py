@@ -10,7 +10,8 @@ record/replay mode (KOINE_REPLAY) or an editor's markers that make views choose 
 The ledger (koine_sdk.ledger) must never be the user's own: KOINE_LEDGER points at a fresh file
 in a temporary folder for the whole run (kernels inherit it; tests/conftest.py gives each test
 its own file on top), so recorded answers neither leak into the user's cache nor make a second
-run of the notebooks differ from the first.
+run of the notebooks differ from the first; XDG_CACHE_HOME points at the suite's own cache
+folder, which is what the end-of-run check looks at.
 """
 
 from __future__ import annotations
@@ -36,25 +37,31 @@ for _name in (
 _LEDGER_DIR = tempfile.mkdtemp(prefix="koine-test-ledger-")
 atexit.register(shutil.rmtree, _LEDGER_DIR, ignore_errors=True)
 os.environ["KOINE_LEDGER"] = os.path.join(_LEDGER_DIR, "ledger.sqlite3")
+# The suite's own cache folder (platformdirs reads XDG_CACHE_HOME): nothing in the run reads or
+# writes the user's real cache, so the SDK used by another program meanwhile cannot touch the
+# run, nor the run the user's ledger.
+_CACHE_DIR = os.path.join(_LEDGER_DIR, "cache")
+os.environ["XDG_CACHE_HOME"] = _CACHE_DIR
 
 # Notebooks under tests/ are fixtures that tests execute themselves, never nbval targets.
 collect_ignore_glob = ["tests/**/*.ipynb"]
 
 
-def _user_ledger_stamp() -> float | None:
+def _default_ledger() -> str:
     from platformdirs import user_cache_dir
 
-    path = os.path.join(user_cache_dir("koine", appauthor=False), "ledger.sqlite3")
-    return os.stat(path).st_mtime if os.path.exists(path) else None
-
-
-_USER_LEDGER_BEFORE = _user_ledger_stamp()
+    return os.path.join(user_cache_dir("koine", appauthor=False), "ledger.sqlite3")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if anything in it (a subprocess, a kernel) wrote to the user's own ledger."""
-    if _user_ledger_stamp() != _USER_LEDGER_BEFORE:
-        print("\nERROR: the test run wrote to the user's ledger (~/.cache/koine): isolate it")
+    """Fail the run if anything in it (a subprocess, a kernel) used the default ledger instead
+    of its own: that would be the user's ledger outside the suite (the suite's cache folder is
+    checked, never the user's, so another program using the SDK meanwhile changes nothing)."""
+    path = _default_ledger()
+    if not path.startswith(_CACHE_DIR):
+        return  # a platform whose cache folder ignores XDG_CACHE_HOME: nothing to check
+    if os.path.exists(path):
+        print(f"\nERROR: the test run used the default ledger ({path}): isolate it")
         session.exitstatus = 1
 
 

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"   final: {recipe!r}\n")
         except KoineError as exc:
             print(f"\nKoineError {exc.code}: {exc.message}", file=sys.stderr)
-            if exc.hint:
+            if exc.hint and exc.hint not in exc.message:  # some messages carry it already
                 print(f"hint: {exc.hint}", file=sys.stderr)
             return 1
     print("Done.")

@@ -22,8 +22,8 @@ import json.decoder
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
-from ._partial import PartialParser
-from ._reuse import PartialBuilder
+from ._objects import PartialBuilder, PartialParser
+from ._response_limits import too_large
 from ._sse import ServerSentEvent
 from .errors import KoineError
 from .types import KoineUsage
@@ -65,9 +65,10 @@ class StreamWarning:
 def _load(event: ServerSentEvent) -> dict[str, Any]:
     try:
         data = json.loads(event.data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise KoineError(
-            f"the gateway sent a {event.event!r} event whose data is not JSON",
+            f"the gateway sent a {event.event!r} event whose data is not JSON (or is nested "
+            "too deeply)",
             "SSE_PARSE_ERROR",
             event.data[:4096],
         ) from None
@@ -205,12 +206,14 @@ class TextStreamState(StreamState):
     """``/stream``: ``text`` deltas accumulate into the answer (unless ``keep_text=False``:
     then nothing is kept, memory stays flat however long the stream, and :attr:`text` raises)."""
 
-    __slots__ = ("_keep", "_parts")
+    __slots__ = ("_keep", "_max", "_parts", "_size")
 
-    def __init__(self, keep_text: bool = True) -> None:
+    def __init__(self, keep_text: bool = True, max_answer: int | None = None) -> None:
         super().__init__()
         self._parts: list[str] = []
         self._keep = keep_text
+        self._size = 0
+        self._max = max_answer  # characters kept at most (RESPONSE_TOO_LARGE past it)
 
     def feed(self, event: ServerSentEvent) -> str | None:
         """Take one event; return the text delta it carries (``None`` for other events)."""
@@ -232,11 +235,15 @@ class TextStreamState(StreamState):
             if text is None:
                 try:
                     text = json.loads(data)["text"]
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     raise _shape_error(event, "a JSON text field") from None
             if not isinstance(text, str):
                 raise _shape_error(event, "a string text field")
             if self._keep:
+                self._size += len(text)
+                if self._max is not None and self._size > self._max:
+                    self._parts = []
+                    raise too_large("answer", self._max, "characters")
                 self._parts.append(text)
             return text
         self._common(event)
@@ -287,9 +294,11 @@ class ObjectStreamState(StreamState, Generic[T]):
         self.has_object: bool = False
 
     def _show(self, data: Any) -> Any | None:
-        """The partial object for ``data``, or ``None`` when it is the one shown last."""
+        """The partial object for ``data``, or ``None`` when it equals the one shown last (no
+        value is yielded twice in a row; unchanged parts are shared, so the comparison stops
+        at them at once)."""
         partial = self._builder.parse(data)
-        if partial is self.partial:
+        if partial is self.partial or (self.partial is not None and partial == self.partial):
             return None
         self.partial = partial
         return partial
@@ -345,8 +354,7 @@ class ObjectStreamState(StreamState, Generic[T]):
         try:
             final = self._parser.validate_final(self.object_data, self.raw_text)
         except KoineError as exc:
-            exc.usage = self.usage
-            raise
+            raise exc.replace(usage=self.usage) from exc.__cause__
         self._final = (final,)
         return final
 

@@ -79,6 +79,7 @@ async def generate_object(
     allowed_tools: Sequence[str] | None,
     timeout: float | None,
     repairs: int,
+    replay: str | None = None,
 ) -> Any:
     """One ``generate_object`` where the client lives. The extraction writes every answer to
     its ledger itself (with its run): a client in ``record``/``replay`` mode does not write it a
@@ -94,6 +95,7 @@ async def generate_object(
                 allowed_tools=allowed_tools,
                 timeout=timeout,
                 repairs=repairs,
+                replay=replay,
             )
 
     return await call_on_home(client, call)

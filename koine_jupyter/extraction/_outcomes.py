@@ -4,32 +4,32 @@ window and health updated; and, after a sample, the estimate and the budget chec
 from __future__ import annotations
 
 import copy
-import json
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from koine_sdk import KoineError
+from koine_sdk import KoineConnectionError, KoineError
 from koine_sdk.ledger import LedgerWarning, process_ledger
 
 from ._columns import flatten
 from ._estimate import project
 from ._replica import Replica
-from ._state import FROM_DUPLICATE, FROM_REQUEST, Unit
+from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_NOT_SENT, FROM_REQUEST, Unit
 
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["FATAL_CODES", "describe", "end_sample", "handle", "is_connection_trouble"]
-
-FATAL_CODES = frozenset(
-    {"AUTH_MISSING", "AUTH_INVALID", "NOT_FOUND", "INVALID_CONFIG", "NO_TOOLS_AVAILABLE"}
-)
-"""Errors that every further request would get too: the run stops at once."""
+__all__ = ["describe", "end_sample", "handle", "is_connection_trouble"]
 DEFAULT_429_WAIT = 1.0  # seconds, when a 429 comes without Retry-After (doubles per 429)
 ROW_CONNECTION_FAILURES = 3  # a row that breaks the connection this often (no outage) fails
+
+
+_BEFORE_SENDING = frozenset(
+    {"REPLAY_MISS", "INVALID_ARGUMENT", "PROMPT_TOO_LARGE", "CLIENT_CLOSED"}
+)
+"""Codes a client raises before a request leaves the process."""
 
 
 def describe(exc: BaseException) -> str:
@@ -39,10 +39,9 @@ def describe(exc: BaseException) -> str:
 
 
 def is_connection_trouble(exc: KoineError) -> bool:
-    if exc.code in ("NETWORK_ERROR", "CLIENT_CLOSED"):
-        return True
-    # A 5xx without a gateway code came from something in front of (or instead of) the gateway.
-    return exc.code == "HTTP_ERROR" and exc.status is not None and exc.status >= 500
+    """The request did not get through (the SDK's category: a broken connection, or a 5xx from
+    something in front of the gateway)."""
+    return isinstance(exc, KoineConnectionError)
 
 
 def _usage_of(obj: Any) -> tuple[int, int] | None:
@@ -59,7 +58,7 @@ def handle(
     if error is None:
         succeeded(run, unit, replica, result)
         return
-    if isinstance(error, KoineError) and error.code in FATAL_CODES:
+    if isinstance(error, KoineError) and error.fatal:
         replica.dead = True
         replica.last_error = describe(error)
         if all(r.dead for r in run.replicas):
@@ -104,36 +103,42 @@ def handle(
 
 def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
     replica.on_success(unit.sent_at)
-    tokens = _usage_of(result) or (0, 0)
-    attempts = int(getattr(result, "attempts", 1))
+    # A client in replay mode may answer from its ledger: nothing was paid now, the answer is
+    # already recorded there, and the row says where it came from.
+    replayed = getattr(result, "source", "live") == "replay"
+    tokens = (0, 0) if replayed else (_usage_of(result) or (0, 0))
+    attempts = 0 if replayed else int(getattr(result, "attempts", 1))
     run.input_tokens += tokens[0]
     run.output_tokens += tokens[1]
     finished = time.time()
-    if run.sampling:
+    if run.sampling and not replayed:
         run.sample_usage.append(tokens)
         run.sample_seconds.append(finished - (unit.started or finished))
     obj = result.object
-    write(
-        run,
-        unit,
-        status="ok",
-        answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
-        raw_text=getattr(result, "raw_text", None),
-        received=received_json(result),
-        answered_by=replica.client.config.model or run.shape.model,
-        input_tokens=tokens[0],
-        output_tokens=tokens[1],
-        session_id=getattr(result, "session_id", None),
-        attempts=attempts,
-        started=unit.started,
-        finished=finished,
-    )
+    if not replayed:
+        write(
+            run,
+            unit,
+            status="ok",
+            answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
+            raw_text=getattr(result, "raw_text", None),
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            session_id=getattr(result, "session_id", None),
+            attempts=attempts,
+            started=unit.started,
+            finished=finished,
+        )
     values = flatten(obj, run.rows.columns)
     first = True
     for pos in unit.positions:
         if first:
             run.rows.finish(
-                pos, values=values, tokens=tokens, attempts=attempts, answer_from=FROM_REQUEST
+                pos,
+                values=values,
+                tokens=tokens,
+                attempts=attempts,
+                answer_from=FROM_LEDGER if replayed else FROM_REQUEST,
             )
             first = False
         else:
@@ -142,7 +147,7 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
                 values=_copy(values),
                 tokens=(0, 0),
                 attempts=attempts,
-                answer_from=FROM_DUPLICATE,
+                answer_from=FROM_LEDGER if replayed else FROM_DUPLICATE,
             )
 
 
@@ -170,6 +175,8 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
             finished=time.time(),
         )
     text = describe(error)
+    # refused before anything left this process: the row says so (no request was made)
+    unsent = isinstance(error, KoineError) and error.code in _BEFORE_SENDING
     first = True
     for pos in unit.positions:
         run.rows.finish(
@@ -177,22 +184,9 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
             error=text,
             tokens=(tokens if first else (0, 0)) if tokens is not None else None,
             attempts=int(attempts) if attempts is not None else None,
-            answer_from=FROM_REQUEST if first else FROM_DUPLICATE,
+            answer_from=FROM_NOT_SENT if unsent else FROM_REQUEST if first else FROM_DUPLICATE,
         )
         first = False
-
-
-def received_json(result: Any) -> str | None:
-    """The object as the gateway returned it (its JSON text, before validation): what every
-    reuse of this answer validates again."""
-    raw = getattr(result, "raw_text", None)
-    if isinstance(raw, str):
-        try:
-            json.loads(raw)
-        except ValueError:
-            return None
-        return raw
-    return None
 
 
 def write(run: Run, unit: Unit, **outcome: Any) -> None:

@@ -11,22 +11,30 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError
 
-from koine_sdk import KoineClient, KoineConfig, KoineError, SyncKoineClient, create_koine
-from koine_sdk.ledger import LedgerSpec, LedgerWarning, RequestShape, open_ledger, process_ledger
+from koine_sdk import (
+    Endpoint,
+    KoineClient,
+    KoineConfig,
+    KoineError,
+    KoineRequest,
+    SyncKoineClient,
+    create_koine,
+)
+from koine_sdk.ledger import LedgerRecord, LedgerSpec, LedgerWarning, open_ledger, process_ledger
 
 from ._clients import ClientLike, make_client, wire_schema
 from ._columns import flatten, schema_columns
 from ._lazy import is_dask
 from ._replica import Replica
 from ._run import Limits, Request, Run
-from ._state import FROM_LEDGER, Rows, Unit
+from ._state import FROM_LEDGER, FROM_NOT_SENT, Rows, Unit
 
 if TYPE_CHECKING:
     from koine_jupyter.views.progress import ProgressMode
 
 __all__ = ["ENDPOINT", "Call", "invalid", "prepare", "progress_mode", "render"]
 
-ENDPOINT = "/generate-object"
+ENDPOINT = Endpoint.GENERATE_OBJECT
 
 
 def invalid(message: str) -> KoineError:
@@ -54,6 +62,26 @@ def check_seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (value >= 0):
         raise invalid(f"{name} must be a number of seconds >= 0 (got {value!r})")
     return float(value)
+
+
+def check_timeout(value: Any) -> float | None:
+    """``None`` (the client's) or a positive, finite number of seconds."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise invalid(f"timeout must be a positive number of seconds or None (got {value!r})")
+    return float(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(f"{name} must be True or False (got {value!r})")
+    return value
 
 
 def progress_mode(progress: Any) -> ProgressMode:
@@ -140,33 +168,19 @@ def clients_of(client: Any) -> tuple[list[ClientLike], list[KoineClient]]:
     return out, own
 
 
-def _body(
-    schema: type[BaseModel], system: str | None, model: str | None, tools: Sequence[str] | None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"schema": wire_schema(schema)}
-    if system is not None:
-        body["system"] = system
-    if model is not None:
-        body["model"] = model
-    if tools is not None:
-        body["allowedTools"] = list(tools)
-    return body
-
-
-def _from_ledger(schema: type[BaseModel], answer: str | None) -> BaseModel | None:
-    """The answer as received, validated again (the same values every time)."""
-    if answer is None:
-        return None
-    try:
-        return schema.model_validate_json(answer)
-    except ValidationError:
-        return None  # recorded under an older version of the model's validators: ask again
-
-
-def _group_of(tags: Mapping[str, Any] | None) -> str | None:
-    dask: Any = (tags or {}).get("dask")
-    group: Any = cast("dict[str, Any]", dask).get("group") if isinstance(dask, dict) else None
-    return group if isinstance(group, str) else None
+def _from_ledger(schema: type[BaseModel], record: LedgerRecord) -> BaseModel | None:
+    """The answer of a ledger record, validated again from what the gateway sent (``raw_text``,
+    the model's JSON as it was paid for), so every schema — aliases, excluded or computed
+    fields, validators that transform — resumes at no cost with the values of the first run.
+    ``answer`` (the validated object as JSON) is the fallback for records without it."""
+    for text in (record.raw_text, record.answer):
+        if text is None:
+            continue
+        try:
+            return schema.model_validate_json(text)
+        except ValidationError:
+            continue  # recorded under an older version of the model: try the next, else ask
+    return None
 
 
 def prepare(
@@ -192,22 +206,41 @@ def prepare(
         check_count(name, o["concurrency"], 1)
     for name in ("max_retries", "max_rows", "max_tokens", "repairs"):
         check_count(name, o[name], 0)
+    check_timeout(o["timeout"])
+    check_flag("cache", o["cache"])
     max_retry_after = check_seconds("max_retry_after", o["max_retry_after"])
     max_outage = check_seconds("max_outage", o["max_outage"])
     texts, index = texts_of(call.texts)
     book = open_ledger(ledger)
     clients, own = clients_of(o["client"])
-    tools = tuple(o["allowed_tools"]) if o["allowed_tools"] is not None else None
-    model = o["model"] if o["model"] is not None else clients[0].config.model
-    shape = RequestShape.of(ENDPOINT, _body(schema, o["system"], model, tools))
+    # One request made once: its checks, the default-model rule and the ledger key are the
+    # SDK's (KoineRequest), the same that builds the bodies the clients send.
+    request = KoineRequest.build(
+        ENDPOINT,
+        prompt="",
+        system=o["system"],
+        allowed_tools=o["allowed_tools"],
+        model=o["model"],
+        default_model=clients[0].config.model,
+        schema=wire_schema(schema),
+        check_size=False,
+    )
+    model, tools = request.model, request.allowed_tools
+    shape = request.shape()
     rows = Rows(len(texts), index, columns)
     wanted: dict[int, str] = {}
     prompts: dict[int, str] = {}
     for pos, text in enumerate(texts):
         if text is None:
-            rows.finish(pos, error="INVALID_ARGUMENT: this row has no text (missing)")
+            rows.finish(
+                pos,
+                error="INVALID_ARGUMENT: this row has no text (missing)",
+                answer_from=FROM_NOT_SENT,
+            )
         elif not text.strip():
-            rows.finish(pos, error="INVALID_ARGUMENT: this row's text is empty")
+            rows.finish(
+                pos, error="INVALID_ARGUMENT: this row's text is empty", answer_from=FROM_NOT_SENT
+            )
         else:
             prompts[pos] = rendered = render(prompt, text)
             wanted[pos] = shape.key(rendered)
@@ -222,7 +255,7 @@ def prepare(
     ledger_usage: list[tuple[int, int]] = []
     for pos, key in wanted.items():
         hit = hits.get(key)
-        obj = _from_ledger(schema, hit.object_json) if hit is not None and hit.ok else None
+        obj = _from_ledger(schema, hit) if hit is not None and hit.ok else None
         if hit is not None and obj is not None:
             rows.finish(
                 pos,
@@ -234,7 +267,11 @@ def prepare(
             ledger_usage.append((hit.input_tokens, hit.output_tokens))
             continue
         if only is not None and not only(pos):
-            rows.finish(pos, error=(carried(pos) if carried else None) or "NOT_SENT: not retried")
+            rows.finish(
+                pos,
+                error=(carried(pos) if carried else None) or "NOT_SENT: not retried",
+                answer_from=FROM_NOT_SENT,
+            )
             continue
         unit = units.get(key)
         if unit is None:
@@ -248,21 +285,34 @@ def prepare(
         "model": model,
         "system_hash": shape.system_hash,
         "allowed_tools": list(tools) if tools is not None else None,
-        "endpoint": ENDPOINT,
+        "endpoint": ENDPOINT.path,
         **(tags or {}),
     }
+    dask_tags: Any = (tags or {}).get("dask")
+    group: Any = (
+        cast(dict[str, Any], dask_tags).get("group") if isinstance(dask_tags, dict) else None
+    )
+    group = group if isinstance(group, str) else None
     try:
-        run_id: str | None = book.start_run(
-            "extract", rows=len(texts), params=params, group=_group_of(tags)
-        )
+        run_id: str | None = book.start_run("extract", rows=len(texts), params=params, group=group)
     except KoineError as exc:
         warnings.warn(f"{exc.message}; this run is kept in this process only", LedgerWarning, 3)
         book = process_ledger()
-        run_id = book.start_run("extract", rows=len(texts), params=params, group=_group_of(tags))
+        run_id = book.start_run("extract", rows=len(texts), params=params, group=group)
     return Run(
         rows=rows,
         units=list(units.values()),
-        request=Request(schema, o["system"], o["model"], tools, o["timeout"], o["repairs"]),
+        request=Request(
+            schema,
+            o["system"],
+            o["model"],
+            tools,
+            o["timeout"],
+            o["repairs"],
+            # cache=False is the caller's explicit choice: no answer from any ledger, the
+            # client's included
+            None if o["cache"] else "off",
+        ),
         shape=shape,
         replicas=[Replica(c, i, max_outage) for i, c in enumerate(clients)],
         own_clients=own,

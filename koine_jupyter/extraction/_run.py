@@ -51,6 +51,7 @@ class Request:
     allowed_tools: tuple[str, ...] | None
     timeout: float | None
     repairs: int
+    replay: str | None = None  # "off" with cache=False: a replaying client asks the gateway too
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +270,11 @@ class Run:
         async def learn(r: Replica) -> None:
             if self.concurrency is not None:
                 r.set_limit(self.concurrency)
+            if getattr(r.client, "replay", "off") == "strict":
+                # a strict client answers from its ledger or refuses: it never talks to a
+                # gateway, so it is not asked for one's health either
+                r.answered = True
+                return
             try:
                 health = await call_on_home(r.client, lambda c: c.health(timeout=HEALTH_TIMEOUT))
             except KoineError as exc:
@@ -298,6 +304,19 @@ class Run:
             return False
         return True
 
+    def _budget_waits(self) -> bool:
+        """With ``max_tokens``, the requests in flight will be paid too: they count at the run's
+        average so far, and before any answer only one request is in flight, so the budget is
+        passed by about one request at most. True: send nothing new until one finishes."""
+        limits = self.limits
+        if limits.max_tokens is None or not self.inflight:
+            return False
+        finished = self.requests - len(self.inflight)
+        if finished <= 0:
+            return True
+        spent = self.input_tokens + self.output_tokens
+        return spent + len(self.inflight) * spent / finished >= limits.max_tokens
+
     def _pick(self, unit: Unit, now: float) -> Replica | None:
         best: Replica | None = None
         best_score: tuple[int, int] = (0, 0)
@@ -319,6 +338,8 @@ class Run:
             if not unit.counted and not self._budget_left():
                 self._fail_queue_budget()
                 continue
+            if not unit.counted and self._budget_waits():
+                return  # dispatched again when a request in flight finishes
             replica = self._pick(unit, now)
             if replica is None:
                 return
@@ -361,6 +382,7 @@ class Run:
                     allowed_tools=req.allowed_tools,
                     timeout=req.timeout,
                     repairs=req.repairs,
+                    replay=req.replay,
                 )
         except asyncio.CancelledError:
             raise

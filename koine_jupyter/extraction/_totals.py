@@ -57,22 +57,22 @@ def run_summaries(group: str, ledger: Any) -> dict[str, Any]:
             return {"runs": {}, "where": where, "error": None}
         where = f"{socket.gethostname()}:{book.path or MEMORY}"
         runs: dict[str, Any] = {}
-        for run in book.group_runs(group, kind="extract"):
-            tag: Any = run.params.get("dask")
-            dask: dict[str, Any] = cast("dict[str, Any]", tag) if isinstance(tag, dict) else {}
+        for run in book.group_runs(group):
+            dask: dict[str, Any] = cast(dict[str, Any], run.params.get("dask") or {})
             summary: dict[str, Any] = {
                 "status": run.status,
                 "started": run.started,
                 "ended": run.ended,
                 "rows": run.rows,
                 "partition": dask.get("partition"),
-                "stats": dict(run.stats) if run.stats is not None else None,
+                "stats": run.stats,
             }
-            if run.committed is not None:  # never ended: what it committed
+            if run.stats is None:  # never ended: what it committed
+                count, tokens_in, tokens_out = book.committed(run.run_id)
                 summary["committed"] = {
-                    "requests": run.committed.requests,
-                    "input_tokens": run.committed.input_tokens,
-                    "output_tokens": run.committed.output_tokens,
+                    "requests": count,
+                    "input_tokens": tokens_in,
+                    "output_tokens": tokens_out,
                 }
             runs[run.run_id] = summary
         return {"runs": runs, "where": where, "error": None}

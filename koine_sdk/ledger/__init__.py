@@ -10,9 +10,7 @@ calls' answers here and replays them, with the same key.
 Where: ``<user cache dir>/koine/ledger.sqlite3`` (``~/.cache/koine/`` on Linux,
 ``~/Library/Caches/koine/`` on macOS, ``%LOCALAPPDATA%\\koine\\Cache\\`` on Windows);
 ``KOINE_LEDGER=/path/file.sqlite3`` moves it, ``KOINE_LEDGER=off`` turns it off (answers are
-then kept in this process only); ``KOINE_LEDGER=some/folder/`` (a trailing slash, or an
-existing folder) puts ``ledger.sqlite3`` in that folder. **Prompts and answers are stored in
-plain text**, in a folder only you can open (0700) and files only you can read (0600).
+then kept in this process only). **Prompts and answers are stored in plain text.**
 
 Only the standard library is imported here (sqlite3); pandas only by the DataFrame readers
 (:meth:`Ledger.runs`, :meth:`Ledger.rows`).
@@ -30,10 +28,11 @@ from collections.abc import Generator
 from typing import Any, cast
 
 from ..errors import KoineError
+from ._claims import ClaimResult
 from ._key import KEY_FIELDS, RequestShape, canonical_json, content_hash, request_key, request_keys
 from ._location import ENV_LEDGER, MEMORY, default_location
-from ._records import ClaimResult, NearRecording, RunSummary, RunTotals
-from ._store import Ledger, LedgerRecord, LedgerWarning
+from ._store import Ledger, LedgerRecord
+from ._warnings import LedgerWarning
 
 __all__ = [
     "ENV_LEDGER",
@@ -44,10 +43,7 @@ __all__ = [
     "LedgerRecord",
     "LedgerSpec",
     "LedgerWarning",
-    "NearRecording",
     "RequestShape",
-    "RunSummary",
-    "RunTotals",
     "caller_records",
     "canonical_json",
     "content_hash",

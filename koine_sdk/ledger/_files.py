@@ -1,79 +1,64 @@
-"""The ledger's files on disk: private (folder 0700, database, ``-wal`` and ``-shm`` 0600,
-whatever the umask), which file is there now (its identity), and whether it can be written."""
+"""The ledger's files are private to their user: created 0700 (folder) and 0600 (database,
+``-wal``, ``-shm``) whatever the umask, with one warning for an existing one others can read."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Generator
+import warnings
 from pathlib import Path
 
-__all__ = [
-    "SIDE_FILES",
-    "identity",
-    "make_folder",
-    "private_files",
-    "private_umask",
-    "readable_by_others",
-    "writable",
-]
+from ..errors import KoineError
+from ._warnings import LedgerWarning
 
-SIDE_FILES = ("", "-wal", "-shm", "-journal")
-FileId = tuple[int, int]
+__all__ = ["create_private"]
 
 
-@contextlib.contextmanager
-def private_umask() -> Generator[None]:
-    """Files and folders created inside are for their owner only. (The umask is the
-    process's: a thread creating files at this moment gets it too, and only tighter.)"""
-    old = os.umask(0o077)
+def _error(message: str, exc: BaseException | None = None) -> KoineError:
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    return KoineError(message + detail, "LEDGER_ERROR")
+
+
+_warned_readable: set[str] = set()
+
+
+def create_private(path: Path) -> None:
+    """The ledger holds every prompt and answer: its folder is created 0700 and the file 0600
+    whatever the umask (SQLite gives the ``-wal`` and ``-shm`` files the database file's mode).
+    An existing ledger that others can read is used, with one warning."""
+    folder = path.parent
     try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def make_folder(folder: Path) -> None:
-    """Create the ledger's folder (and missing parents) 0700."""
-    if folder.is_dir():
+        if not folder.is_dir():
+            folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise _error(f"cannot create the ledger's folder {folder}", exc) from None
+    try:
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+            return
+    except FileExistsError:
+        pass  # made by another process at the same moment
+    except OSError as exc:
+        if not path.exists():
+            raise _error(f"cannot create the ledger {path}", exc) from None
         return
-    with private_umask():
-        folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        folder.chmod(0o700)
-
-
-def private_files(path: Path) -> None:
-    """Make the database and its side files (those that exist) 0600, if they are ours."""
-    for suffix in SIDE_FILES:
-        side = Path(str(path) + suffix)
-        with contextlib.suppress(OSError):
-            info = side.stat()
-            if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
-                side.chmod(stat.S_IMODE(info.st_mode) & 0o700)
-
-
-def readable_by_others(path: Path) -> bool:
-    """Whether the database file can be read by users other than its owner."""
     try:
-        return bool(path.stat().st_mode & 0o044)
+        mode = path.stat().st_mode
     except OSError:
-        return False
-
-
-def identity(path: Path) -> FileId | None:
-    """The file's identity (device, inode), ``None`` when there is no file."""
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-def writable(path: Path) -> bool:
-    """Whether this process can write the ledger (the file, and its folder for the side
-    files SQLite creates)."""
-    if path.exists() and not os.access(path, os.W_OK):
-        return False
-    return os.access(path.parent, os.W_OK | os.X_OK)
+        return
+    where = str(path)
+    mine = os.access(path, os.W_OK)  # a shared, read-only answers file is meant to be read
+    if mine and mode & (stat.S_IRGRP | stat.S_IROTH) and where not in _warned_readable:
+        _warned_readable.add(where)
+        warnings.warn(
+            f"The ledger {path} can be read by other users of this machine (mode "
+            f"{stat.filemode(mode)}); it holds every prompt and answer. Make it private with: "
+            f"chmod 600 {path}",
+            LedgerWarning,
+            stacklevel=4,
+        )

@@ -1,15 +1,18 @@
-"""The ledger as pandas DataFrames (pandas is imported here only, on first use)."""
+"""The ledger as pandas DataFrames (pandas is imported here only, on first use). The rows come
+from the store's typed reads (:meth:`Ledger._run_rows`, :meth:`Ledger._request_rows`); this
+module only shapes them, and knows nothing of SQL."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
-__all__ = ["ROW_COLUMNS", "rows_frame", "runs_frame"]
+__all__ = ["REQUEST_COLUMNS", "RUN_COLUMNS", "rows_frame", "runs_frame"]
 
 _STATS = ("requests", "succeeded", "failed", "ledger_hits", "input_tokens", "output_tokens")
 
@@ -24,13 +27,22 @@ def _pandas() -> Any:
     return cast(Any, pandas)
 
 
-def runs_frame(raw: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """``raw``: rows of run_id, kind, status, started, ended, rows, params, stats."""
+RUN_COLUMNS = ("run_id", "kind", "status", "started", "ended", "rows", "params", "stats")
+REQUEST_COLUMNS = (
+    "id", "run_id", "endpoint", "prompt", "system", "model", "status", "error_code",
+    "error_message", "answer", "input_tokens", "output_tokens", "attempts", "session_id",
+    "started", "finished", "key",
+)  # fmt: skip
+
+
+def runs_frame(raw: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+    """Rows of :data:`RUN_COLUMNS`, newest first, as the ``runs()`` DataFrame."""
     pd = _pandas()
+
     records: list[dict[str, Any]] = []
     for run_id, kind, status, started, ended, rows, params, stats in raw:
-        p: dict[str, Any] = _mapping(params)
-        s: dict[str, Any] = _mapping(stats)
+        p: dict[str, Any] = json.loads(params) if params else {}
+        s: dict[str, Any] = json.loads(stats) if stats else {}
         record: dict[str, Any] = {
             "run_id": run_id,
             "kind": kind,
@@ -52,52 +64,27 @@ def runs_frame(raw: Sequence[Sequence[Any]]) -> pd.DataFrame:
     df["seconds"] = (ended - started).dt.total_seconds().astype("Float64").round(3)
     df["started"], df["ended"] = started, ended
     for name in ("rows", *_STATS):
-        df[name] = pd.to_numeric(df[name], errors="coerce").astype("Int64")
+        df[name] = df[name].astype("Int64")
     for name in ("run_id", "kind", "status", "prompt", "schema", "model"):
-        df[name] = _strings(df[name])
+        df[name] = df[name].astype("string")
     return df[columns].set_index("run_id")
 
 
-ROW_COLUMNS = (
-    "id", "run_id", "endpoint", "prompt", "system", "model", "answered_by", "status",
-    "error_code", "error_message", "answer", "input_tokens", "output_tokens", "attempts",
-    "session_id", "started", "finished", "key",
-)  # fmt: skip
-"""The columns :func:`rows_frame` reads (``system``: the system prompt's text)."""
-
-
-def rows_frame(raw: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """``raw``: rows of :data:`ROW_COLUMNS`."""
+def rows_frame(raw: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+    """Rows of :data:`REQUEST_COLUMNS`, oldest first, as the ``rows()`` DataFrame."""
     pd = _pandas()
-    # objects first: a text with lone surrogates cannot become an Arrow string (see _strings)
-    df: Any = pd.DataFrame(list(raw), columns=list(ROW_COLUMNS), dtype=object)
-    error = _strings(df["error_code"]) + ": " + _strings(df["error_message"])
+    columns = list(REQUEST_COLUMNS)
+    df: Any = pd.DataFrame.from_records(raw, columns=columns)
+    error = df["error_code"].astype("string") + ": " + df["error_message"].astype("string")
     df.insert(df.columns.get_loc("error_code"), "error", error)
     df = df.drop(columns=["error_code", "error_message"])
     started, finished = _times(pd, df["started"]), _times(pd, df["finished"])
     df["seconds"] = (finished - started).dt.total_seconds().astype("Float64").round(3)
     df["started"], df["finished"] = started, finished
     for name in ("input_tokens", "output_tokens", "attempts"):
-        df[name] = pd.to_numeric(df[name], errors="coerce").astype("Int64")
-    for name in ("run_id", "endpoint", "prompt", "system", "model", "answered_by", "status"):
-        df[name] = _strings(df[name])
-    for name in ("answer", "session_id", "key"):
-        df[name] = _strings(df[name])
+        df[name] = df[name].astype("Int64")
+    for name in ("run_id", "endpoint", "prompt", "system", "model", "status", "answer"):
+        df[name] = df[name].astype("string")
+    for name in ("session_id", "key"):
+        df[name] = df[name].astype("string")
     return df.set_index("id")
-
-
-def _mapping(text: Any) -> dict[str, Any]:
-    try:
-        value: Any = json.loads(text) if isinstance(text, str) and text else None
-    except ValueError:
-        return {}
-    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
-
-
-def _strings(column: Any) -> Any:
-    """A string column; one holding lone surrogates (which Arrow strings refuse) stays as
-    Python objects, unchanged."""
-    try:
-        return column.astype("string")
-    except UnicodeEncodeError:
-        return column

@@ -25,7 +25,8 @@ def default_location() -> Path | str | None:
     """The ledger used when none is named: ``$KOINE_LEDGER`` (a file path, or a folder, named
     with a trailing slash or existing, holding ``ledger.sqlite3``; ``:memory:`` for
     one kept in this process; ``0``/``off``/``false``/``no``/``none`` for none), else
-    ``<user cache dir>/koine/ledger.sqlite3``. ``None`` means turned off."""
+    ``<user cache dir>/koine/ledger.sqlite3``. ``None`` means turned off. A path that is a
+    folder, or ends with a path separator (a folder still to be made), holds ``ledger.sqlite3``."""
     raw = os.environ.get(ENV_LEDGER)
     if raw is not None and raw.strip():
         value = raw.strip()

@@ -1,58 +1,356 @@
-"""The ledger's typed reads and writes: runs, requests (one row written and committed as each
-request finishes), claims, the history frames. Every SQL statement of the project is in this
-package (``_schema``, ``_claims``, ``_connections`` and here)."""
+"""The ledger's storage: one SQLite file in WAL mode, one connection per thread (and process),
+one row written and committed as each request finishes."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _claims, _schema
-from ._connections import Connections, LedgerWarning, ledger_error
+from ..errors import KoineError
+from ._claims import Claims
+from ._files import create_private
 from ._key import RequestShape
-from ._records import (
-    RECORD_COLUMNS,
-    ClaimResult,
-    LedgerRecord,
-    NearRecording,
-    RunSummary,
-    RunTotals,
-    decode_text,
-    encode_text,
-    mapping_of,
-    record_of,
-)
+from ._location import MEMORY
+from ._records import RECORD_COLUMNS, GroupRun, LedgerRecord, storable, valid_row
+from ._schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from ._warnings import LedgerWarning
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Ledger", "LedgerRecord", "LedgerWarning"]
+__all__ = ["GroupRun", "Ledger", "LedgerRecord"]
 
-SCHEMA_VERSION = _schema.SCHEMA_VERSION
+_warned_read_only: set[str] = set()  # one warning per file and process
 _LOOKUP_BATCH = 500  # keys per SELECT (SQLite allows 32,766 parameters; small batches stay fast)
 
 
-class Ledger(Connections):
+def _error(message: str, exc: BaseException | None = None) -> KoineError:
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    return KoineError(message + detail, "LEDGER_ERROR")
+
+
+class Ledger(Claims):
     """A durable record of requests and their answers: cache, checkpoint and log at once.
 
     ``Ledger(path)`` opens (or creates) the SQLite file at ``path``; ``Ledger(":memory:")``
     keeps one in this process only. Safe to share between threads; several processes may
     write one file at once (SQLite's WAL mode on a local disk; not on a network filesystem).
-    Prompts and answers are stored in plain text, in files only their owner can read (folder
-    0700, files 0600). An older ledger is upgraded in place when opened (never losing an
-    answer); one this process cannot write is used read-only: its answers are reused, new
-    ones are not kept (one :class:`LedgerWarning` says so). A deleted or replaced file is
-    noticed at the next use, which uses the file that is there now.
+    Prompts and answers are stored in plain text.
 
     Raises ``KoineError("LEDGER_ERROR")`` when the file cannot be opened or written (a
     directory that cannot be created, a file that is not a ledger, a lock held too long).
     """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self.in_memory = str(path) == MEMORY
+        self.path: Path | None = None if self.in_memory else Path(path).expanduser()
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._connections: list[sqlite3.Connection] = []
+        self._shared: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._known_blobs: set[str] = set()
+        self._closed = False
+        self.read_only = False  # set when the file can be read but not written (see _open)
+        self._generation = 0  # bumped when the file was replaced: thread connections reopen
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
+        if self.path is not None:
+            create_private(self.path)
+        self._connect()  # open now: a bad file fails here, before any request is sent
+
+    def __repr__(self) -> str:
+        return f"Ledger({MEMORY if self.path is None else str(self.path)!r})"
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _writable(self) -> bool:
+        """Whether this process may write the file (and its folder, for ``-wal``/``-shm``)."""
+        assert self.path is not None
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return False
+        return os.access(self.path.parent, os.W_OK)
+
+    def _connect_to(self, where: str, *, uri: bool = False) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                where,
+                timeout=self.timeout,
+                isolation_level=None,  # autocommit: each write is its own committed transaction
+                # Each thread uses its own connection (thread-local); close() may still close them
+                # all from one thread, which needs this off.
+                check_same_thread=False,
+                uri=uri,
+            )
+        except sqlite3.Error as exc:
+            raise _error(f"cannot open the ledger {where}", exc) from None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A ledger this process can read but not write (a shared answers file, a folder of
+        someone else's): answers are reused and replayed, new ones are not kept (one warning)."""
+        assert self.path is not None
+        base = self.path.resolve().as_uri()
+        last: BaseException | None = None
+        # mode=ro needs the -shm file (or a writable folder); immutable=1 reads the file as is.
+        for query in ("mode=ro", "immutable=1"):
+            conn = self._connect_to(f"{base}?{query}", uri=True)
+            try:
+                conn.execute("PRAGMA trusted_schema = OFF")
+                self._check_read_only(conn)
+            except (sqlite3.Error, ValueError) as exc:
+                conn.close()
+                last = exc
+                continue
+            if not self.read_only:
+                self.read_only = True
+                if str(self.path) in _warned_read_only:
+                    return conn
+                _warned_read_only.add(str(self.path))
+                warnings.warn(
+                    f"The ledger {self.path} is read-only here: its answers are reused, but new "
+                    "answers will not be kept (they are paid again next time).",
+                    LedgerWarning,
+                    stacklevel=5,
+                )
+            return conn
+        raise _error(f"the ledger {self.path} cannot be read", last)
+
+    def _check_read_only(self, conn: sqlite3.Connection) -> None:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "blobs", "runs", "requests"} <= have:
+            raise sqlite3.DatabaseError("not a ledger (its tables are missing)")
+        code = conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')"
+        ).fetchone()[0]
+        if code:
+            raise sqlite3.DatabaseError("it holds triggers or views, which cannot be dropped")
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"it was written by a newer koine-sdk (format {row[0]})")
+
+    def _open(self) -> sqlite3.Connection:
+        where = MEMORY if self.path is None else str(self.path)
+        if self.path is not None and (self.read_only or not self._writable()):
+            return self._open_read_only()
+        conn = self._connect_to(where)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # A ledger may come from elsewhere: SQL functions named in its schema never run.
+            conn.execute("PRAGMA trusted_schema = OFF")
+            self._prepare(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if self.path is not None and "readonly" in str(exc).lower().replace("-", ""):
+                return self._open_read_only()
+            raise _error(
+                f"the ledger {where} cannot be used (corrupt, locked, or not a ledger; move it "
+                "away, or choose another file with KOINE_LEDGER or ledger=)",
+                exc,
+            ) from None
+        except (sqlite3.Error, ValueError) as exc:
+            conn.close()
+            raise _error(
+                f"the ledger {where} cannot be used (corrupt, locked, or not a ledger; move it "
+                "away, or choose another file with KOINE_LEDGER or ledger=)",
+                exc,
+            ) from None
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, the tables, the format check. Connections opening a new file at the same
+        moment can be refused with "database is locked" without SQLite's busy handler being
+        asked (switching to WAL, the first schema write): retried here until ``timeout``."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                self._prepare_once(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                message = str(exc).lower()
+                if ("locked" not in message and "busy" not in message) or (
+                    time.monotonic() + delay > deadline
+                ):
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def _prepare_once(self, conn: sqlite3.Connection) -> None:
+        self._drop_code(conn)
+        if self.path is not None:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is needed")
+            # WAL + NORMAL: a commit survives a crash or kill -9 of this process (it may be
+            # lost only with the machine, on power loss), at a fraction of FULL's cost.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "blobs", "runs", "requests"} <= have:
+            conn.executescript(TABLES)
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"it was written by a newer koine-sdk (ledger format {row[0]})"
+            )
+        for target, step in MIGRATIONS:
+            if version < target:
+                self._upgrade(conn, target, step)
+                version = target
+
+    def _upgrade(
+        self, conn: sqlite3.Connection, target: int, step: Callable[[sqlite3.Connection], None]
+    ) -> None:
+        """One numbered migration, in one transaction (another process may have done it
+        first: the version is read again inside it)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            if int(now[0]) < target:
+                step(conn)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(target),)
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _drop_code(self, conn: sqlite3.Connection) -> None:
+        """A ledger is data: it never holds triggers or views. A file from elsewhere that does
+        (a trigger can rewrite later answers, a view can stand in for a table) has them
+        dropped, with a warning; a file where they cannot be dropped is refused."""
+        found = conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+        ).fetchall()
+        if not found:
+            return
+        names = ", ".join(f"{kind} {name!r}" for kind, name in found)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for kind, name in found:
+                quoted = '"' + str(name).replace('"', '""') + '"'
+                conn.execute(
+                    f"DROP {'TRIGGER' if kind == 'trigger' else 'VIEW'} IF EXISTS {quoted}"
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise sqlite3.DatabaseError(
+                f"it holds code ({names}), which a ledger never does, and it could not be "
+                f"dropped ({exc})"
+            ) from None
+        warnings.warn(
+            f"The ledger {self.path} held {names}; a ledger never holds code, so they were "
+            "dropped. Trust a ledger from elsewhere as you trust the notebook it came with.",
+            LedgerWarning,
+            stacklevel=6,
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise _error("the ledger is closed")
+        if self.path is None:
+            if self._shared is None:
+                self._shared = self._open()
+            return self._shared
+        if os.getpid() != self._pid:  # a forked child: never use the parent's connections
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
+        self._follow_file()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "generation", -1) != self._generation:
+            conn = self._open()
+            self._local.conn = conn
+            self._local.generation = self._generation
+            with self._lock:
+                self._connections.append(conn)
+            if self._identity is None:
+                self._identity = self._file_identity()
+        return conn
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        assert self.path is not None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _follow_file(self) -> None:
+        """The file on disk is the truth: when the ledger was deleted or replaced since it was
+        opened (``rm`` to forget, a shipped file copied over it), every connection to the old
+        file is closed and the next use opens (or creates) the one there now."""
+        if self._identity is None:
+            return
+        now = self._file_identity()
+        if now == self._identity:
+            return
+        with self._lock:
+            if self._file_identity() == self._identity:
+                return
+            old, self._connections = self._connections, []
+            self._generation += 1
+            self._identity = None
+            self._known_blobs.clear()
+        for conn in old:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        assert self.path is not None
+        create_private(self.path)
+
+    @contextmanager
+    def _db(self, what: str) -> Generator[sqlite3.Connection]:
+        with self._lock if self.path is None else nullcontext():
+            conn = self._connect()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise _error(f"cannot {what} in the ledger {self}", exc) from None
+
+    def close(self) -> None:
+        """Close every connection this object opened (in this process)."""
+        with self._lock:
+            self._closed = True
+            conns, self._connections = self._connections, []
+            if self._shared is not None:
+                conns.append(self._shared)
+                self._shared = None
+        if os.getpid() != self._pid:
+            return
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -64,76 +362,76 @@ class Ledger(Connections):
         params: Mapping[str, Any],
         group: str | None = None,
     ) -> str:
-        """Record the start of a run (``kind``: ``"extract"``, ...); returns its id.
-        ``params`` are kept as given; ``group`` ties the runs of one Dask call together
-        (:meth:`group_runs`)."""
+        """Record the start of a run (``kind``: ``"extract"``, ...; ``group``: the Dask group
+        it is a partition of); returns its id."""
         run_id = uuid.uuid4().hex[:16]
-        if not self._writes("the run"):
-            return run_id
+        if self.read_only:
+            return run_id  # nothing can be kept: the run goes on all the same
         with self._db("start a run") as db:
             db.execute(
                 "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid, "
-                "dask_group) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                "run_group) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     kind,
                     time.time(),
                     rows,
-                    encode_text(_dumps(params)),
+                    _dumps(params),
                     socket.gethostname(),
                     os.getpid(),
-                    encode_text(group),
+                    group,
                 ),
             )
         return run_id
 
-    def finish_run(self, run_id: str, *, status: str, stats: Mapping[str, Any] | str) -> None:
-        """Record how a run ended (``status``: ``"done"``, ``"interrupted"``, ``"failed"``...).
-        ``stats`` is the caller's (a mapping, or its JSON text), stored as it is."""
-        if not self._writes("the run's end"):
-            return
-        text = stats if isinstance(stats, str) else _dumps(stats)
-        with self._db("finish a run") as db:
-            db.execute(
-                "UPDATE runs SET status = ?, ended = ?, stats = ? WHERE run_id = ?",
-                (status, time.time(), encode_text(text), run_id),
-            )
+    def group_runs(self, group: str, kind: str = "extract") -> list[GroupRun]:
+        """The runs of a Dask ``group`` (its partitions), oldest first."""
+        with self._db("read the runs of a group") as db:
+            found = db.execute(
+                "SELECT run_id, status, started, ended, rows, params, stats FROM runs "
+                "WHERE kind = ? AND run_group = ? ORDER BY started",
+                (kind, group),
+            ).fetchall()
+        out: list[GroupRun] = []
+        for run_id, status, started, ended, n, params, stats in found:
+            try:
+                loaded: Any = json.loads(params) if params else {}
+                summary: Any = json.loads(stats) if stats else None
+            except (TypeError, ValueError):
+                continue  # a record that is not what a ledger writes: skipped
+            out.append(GroupRun(run_id, status, started, ended, n, loaded, summary))
+        return out
 
-    def run_totals(self, run_id: str) -> RunTotals:
-        """What ``run_id`` committed so far: requests and their tokens."""
-        with self._db("read a run") as db:
+    def committed(self, run_id: str) -> tuple[int, int, int]:
+        """(requests, input tokens, output tokens) a run has committed so far."""
+        with self._db("count a run's requests") as db:
             count, tokens_in, tokens_out = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
                 "COALESCE(SUM(output_tokens), 0) FROM requests WHERE run_id = ?",
                 (run_id,),
             ).fetchone()
-        try:
-            return RunTotals(int(count), int(tokens_in), int(tokens_out))
-        except (TypeError, ValueError):
-            return RunTotals(0, 0, 0)
+        return int(count), int(tokens_in), int(tokens_out)
 
-    def group_runs(self, group: str, *, kind: str = "extract") -> list[RunSummary]:
-        """The runs of one Dask ``group`` (see :meth:`start_run`), with what each committed
-        when it has not ended."""
-        if not self._has("runs", "dask_group"):  # an older, read-only ledger
-            return []
-        with self._db("read the runs") as db:
-            rows = db.execute(
-                "SELECT run_id, kind, status, started, ended, rows, params, stats, dask_group "
-                "FROM runs WHERE dask_group = ? AND kind = ? ORDER BY started",
-                (group, kind),
-            ).fetchall()
-        found: list[RunSummary] = []
-        for row in rows:
-            run = _run_of(row)
-            if run is None:
-                continue
-            if run.stats is None:
-                run = _with_totals(run, self.run_totals(run.run_id))
-            found.append(run)
-        return found
+    def finish_run(self, run_id: str, *, status: str, stats: Mapping[str, Any]) -> None:
+        """Record how a run ended (``status``: ``"done"``, ``"interrupted"``, ``"failed"``...)."""
+        if self.read_only:
+            return
+        with self._db("finish a run") as db:
+            db.execute(
+                "UPDATE runs SET status = ?, ended = ?, stats = ? WHERE run_id = ?",
+                (status, time.time(), _dumps(stats), run_id),
+            )
 
     # -- requests ---------------------------------------------------------------------------
+
+    def _blob(self, db: sqlite3.Connection, digest: str | None, content: str | None) -> None:
+        if digest is None or content is None or digest in self._known_blobs:
+            return
+        db.execute(
+            "INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)",
+            (digest, storable(content)),
+        )
+        self._known_blobs.add(digest)
 
     def record(
         self,
@@ -145,8 +443,6 @@ class Ledger(Connections):
         run_id: str | None = None,
         answer: str | None = None,
         raw_text: str | None = None,
-        received: str | None = None,
-        answered_by: str | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
         input_tokens: int = 0,
@@ -157,55 +453,48 @@ class Ledger(Connections):
         finished: float | None = None,
     ) -> None:
         """Write (and commit) one finished request. ``shape`` is the rest of its body
-        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``. ``received`` is the
-        answer as the gateway returned it (for objects, its JSON before validation);
-        ``answered_by`` the model that answered. Any str is kept as it is (lone surrogates
-        included). On a read-only ledger nothing is written (one warning)."""
+        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``."""
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed' (got {status!r})")
-        if not self._writes("this answer"):
-            return
+        if self.read_only:
+            return  # warned once when opened: new answers are not kept
+        # SQLite stores UTF-8, which cannot hold a lone surrogate: such text is stored with
+        # U+FFFD in its place (the key, computed from the true text, still finds the answer),
+        # so a paid answer is never lost to an encoding error.
+        key = key if key is not None else shape.key(prompt)  # of the true text
+        prompt = storable(prompt)
+        answer, raw_text = storable(answer), storable(raw_text)
+        error_message = storable(error_message)
         tools = json.dumps(list(shape.allowed_tools)) if shape.allowed_tools is not None else None
-        t = encode_text
         with self._db("record a request") as db:
-            for digest, content in (
-                (shape.schema_hash, shape.schema_json),
-                (shape.system_hash, shape.system),
-            ):
-                if digest is not None and content is not None:
-                    db.execute(
-                        "INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)",
-                        (digest, t(content)),
-                    )
+            self._blob(db, shape.schema_hash, shape.schema_json)
+            self._blob(db, shape.system_hash, shape.system)
             db.execute(
                 "INSERT INTO requests (key, run_id, endpoint, prompt, system_hash, schema_hash, "
                 "model, allowed_tools, session_in, status, error_code, error_message, answer, "
-                "raw_text, input_tokens, output_tokens, session_id, attempts, started, finished, "
-                "received, answered_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "raw_text, input_tokens, output_tokens, session_id, attempts, started, finished) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    key if key is not None else shape.key(prompt),
+                    key,
                     run_id,
                     shape.path,
-                    t(prompt),
+                    prompt,
                     shape.system_hash,
                     shape.schema_hash,
-                    t(shape.model),
-                    t(tools),
-                    t(shape.session_id),
+                    shape.model,
+                    tools,
+                    shape.session_id,
                     status,
-                    t(error_code),
-                    t(error_message),
-                    t(answer),
-                    t(raw_text),
+                    error_code,
+                    error_message,
+                    answer,
+                    raw_text,
                     input_tokens,
                     output_tokens,
-                    t(session_id),
+                    session_id,
                     attempts,
                     started,
                     finished if finished is not None else time.time(),
-                    t(received),
-                    t(answered_by if answered_by is not None else shape.model),
                 ),
             )
 
@@ -215,130 +504,90 @@ class Ledger(Connections):
 
     def lookup(self, keys: Iterable[str]) -> dict[str, LedgerRecord]:
         """The best record of each key that has one: its latest success, else its latest
-        failure. Records whose columns have the wrong types are skipped."""
+        failure."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, LedgerRecord] = {}
         with self._db("look up answers") as db:
-            select = self._select("requests", RECORD_COLUMNS)
             for start in range(0, len(wanted), _LOOKUP_BATCH):
                 batch = wanted[start : start + _LOOKUP_BATCH]
                 marks = ",".join("?" * len(batch))
                 rows = db.execute(
-                    f"SELECT {select} FROM requests WHERE key IN ({marks}) ORDER BY id", batch
+                    f"SELECT {RECORD_COLUMNS} FROM requests WHERE key IN ({marks}) ORDER BY id",
+                    batch,
                 ).fetchall()
                 for row in rows:
-                    rec = record_of(row)
-                    if rec is None:
-                        continue
+                    if not valid_row(row):
+                        continue  # a bad record is a miss
+                    rec = LedgerRecord(*row)
                     old = found.get(rec.key)
                     if old is None or rec.ok or not old.ok:
                         found[rec.key] = rec
         return found
 
-    def get(self, key: str) -> LedgerRecord | None:
-        """The best record of one key (see :meth:`lookup`), or ``None``."""
-        return self.lookup([key]).get(key)
-
-    def nearest(self, prompt: str, endpoints: Sequence[str]) -> NearRecording | None:
-        """The latest successful recording of ``prompt`` on one of ``endpoints`` (whatever
-        else its request had), to say what differs from it."""
+    def nearest(
+        self, prompt: str, endpoints: Sequence[str]
+    ) -> tuple[str | None, str | None, str | None, str | None, str | None] | None:
+        """The latest success recorded for ``prompt`` on one of ``endpoints``, as (model,
+        session id sent, system hash, schema hash, allowed tools as JSON): what a near miss
+        differs by. ``None`` when there is none (or the row does not have these types)."""
         marks = ",".join("?" * len(endpoints))
         with self._db("look up a prompt") as db:
             row = db.execute(
                 "SELECT model, session_in, system_hash, schema_hash, allowed_tools FROM requests "
                 f"WHERE prompt = ? AND status = 'ok' AND endpoint IN ({marks}) "
                 "ORDER BY id DESC LIMIT 1",
-                (encode_text(prompt), *endpoints),
+                (prompt, *endpoints),
             ).fetchone()
-        if row is None:
+        if row is None or not all(v is None or isinstance(v, str) for v in row):
             return None
-        try:
-            return NearRecording(*(decode_text(v) for v in row))
-        except ValueError:
-            return None
+        return cast("tuple[str | None, str | None, str | None, str | None, str | None]", row)
+
+    def get(self, key: str) -> LedgerRecord | None:
+        """The best record of one key (see :meth:`lookup`), or ``None``."""
+        return self.lookup([key]).get(key)
 
     def clear(self) -> None:
         """Forget every request and run (the next calls pay again for every answer)."""
-        if self.read_only:
-            raise ledger_error(f"cannot clear the ledger {self}: it is read-only here")
         with self._db("clear") as db:
             db.execute("DELETE FROM requests")
             db.execute("DELETE FROM runs")
             db.execute("DELETE FROM blobs")
-            if "claims" in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}:
-                db.execute("DELETE FROM claims")
-
-    # -- claims: a key being asked ------------------------------------------------------------
-
-    def claim(self, keys: Iterable[str], owner: str, ttl: float = 60.0) -> ClaimResult:
-        """Claim ``keys`` for ``owner`` for ``ttl`` seconds before asking for them: the keys
-        free (or whose claim expired, or already ``owner``'s: renewed) are granted, the
-        others are held by another owner (wait for their answers: :meth:`wait_for`). A
-        read-only ledger grants every key (nobody can share answers through it)."""
-        wanted = list(dict.fromkeys(keys))
-        if self.read_only:
-            return ClaimResult(frozenset(wanted))
-        with self._db("claim keys") as db:
-            return _claims.claim(db, wanted, owner, ttl, time.time())
-
-    def renew(self, keys: Iterable[str], owner: str, ttl: float = 60.0) -> int:
-        """Extend ``owner``'s claims on ``keys`` by ``ttl`` seconds from now (while the
-        requests are alive); returns how many it still held."""
-        if self.read_only:
-            return 0
-        with self._db("renew claims") as db:
-            return _claims.renew(db, list(keys), owner, ttl, time.time())
-
-    def release(self, keys: Iterable[str], owner: str) -> None:
-        """Drop ``owner``'s claims on ``keys`` (its answers are written, or it gave up)."""
-        if self.read_only:
-            return
-        with self._db("release claims") as db:
-            _claims.release(db, list(keys), owner)
-
-    def wait_for(
-        self, keys: Iterable[str], timeout: float, *, poll: float = 0.05
-    ) -> dict[str, LedgerRecord]:
-        """Wait until every key has a successful record or no live claim (its owner finished
-        without an answer, released it, or died and its claim expired), at most ``timeout``
-        seconds. Returns the successful records found (a key missing from it: ask for it,
-        after claiming it)."""
-        wanted = list(dict.fromkeys(keys))
-        deadline = time.monotonic() + max(0.0, timeout)
-        delay = poll
-        while True:
-            found = {k: r for k, r in self.lookup(wanted).items() if r.ok}
-            rest = [k for k in wanted if k not in found]
-            if not rest or self.read_only:
-                return found
-            with self._db("read claims") as db:
-                live = _claims.live_claims(db, rest, time.time())
-            if not live or time.monotonic() >= deadline:
-                return found
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.5)
+        self._known_blobs.clear()
 
     # -- reading ----------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a SQL query on the ledger's tables (private: the ledger owns its schema;
+        callers use the typed reads)."""
+        with self._db("read") as db:
+            return db.execute(sql, tuple(params)).fetchall()
 
     def runs(self, *, limit: int | None = None) -> pd.DataFrame:
         """The runs, newest first, as a DataFrame (needs pandas)."""
         from ._frames import runs_frame
 
-        sql = (
-            "SELECT run_id, kind, status, started, ended, rows, params, stats FROM runs "
-            "ORDER BY started DESC" + (" LIMIT ?" if limit is not None else "")
-        )
-        raw = self._query(sql, [limit] if limit is not None else [])
-        return runs_frame([_texts(r) for r in raw])
+        return runs_frame(self._run_rows(limit))
 
     def rows(
         self, run_id: str | None = None, *, status: str | None = None, limit: int | None = None
     ) -> pd.DataFrame:
         """The recorded requests (all, or those of ``run_id``; ``status="ok"``/``"failed"``),
-        oldest first, as a DataFrame: prompt, system, answer, the model that answered,
-        status, error, tokens, attempts, timings (needs pandas)."""
-        from ._frames import ROW_COLUMNS, rows_frame
+        oldest first, as a DataFrame: prompt, system, answer, status, error, tokens, attempts,
+        timings (needs pandas)."""
+        from ._frames import rows_frame
 
+        return rows_frame(self._request_rows(run_id, status, limit))
+
+    def _run_rows(self, limit: int | None) -> list[tuple[Any, ...]]:
+        sql = (
+            "SELECT run_id, kind, status, started, ended, rows, params, stats FROM runs "
+            "ORDER BY started DESC" + (" LIMIT ?" if limit is not None else "")
+        )
+        return self._query(sql, [limit] if limit is not None else [])
+
+    def _request_rows(
+        self, run_id: str | None, status: str | None, limit: int | None
+    ) -> list[tuple[Any, ...]]:
         where: list[str] = []
         params: list[Any] = []
         if run_id is not None:
@@ -347,58 +596,19 @@ class Ledger(Connections):
         if status is not None:
             where.append("r.status = ?")
             params.append(status)
-        select = ", ".join(
-            "s.content"
-            if name == "system"
-            else (f"r.{name}" if self._has("requests", name) else f"NULL AS {name}")
-            for name in ROW_COLUMNS
-        )
         sql = (
-            f"SELECT {select} FROM requests r LEFT JOIN blobs s ON s.hash = r.system_hash"
+            "SELECT r.id, r.run_id, r.endpoint, r.prompt, s.content, r.model, r.status, "
+            "r.error_code, r.error_message, r.answer, r.input_tokens, r.output_tokens, "
+            "r.attempts, r.session_id, r.started, r.finished, r.key FROM requests r "
+            "LEFT JOIN blobs s ON s.hash = r.system_hash"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY r.id"
             + (" LIMIT ?" if limit is not None else "")
         )
         if limit is not None:
             params.append(limit)
-        return rows_frame([_texts(r) for r in self._query(sql, params)])
-
-
-def _texts(row: Sequence[Any]) -> tuple[Any, ...]:
-    """A row with its BLOB-stored texts (lone surrogates) read back as str."""
-    out: list[Any] = []
-    for value in row:
-        if isinstance(value, bytes):
-            try:
-                value = decode_text(value)
-            except ValueError:
-                value = None
-        out.append(value)
-    return tuple(out)
-
-
-def _run_of(row: Sequence[Any]) -> RunSummary | None:
-    run_id, kind, status, started, ended, rows, params, stats, group = _texts(row)
-    if not all(isinstance(v, str) for v in (run_id, kind, status)):
-        return None
-    if isinstance(started, bool) or not isinstance(started, int | float):
-        return None
-    return RunSummary(
-        run_id=run_id,
-        kind=kind,
-        status=status,
-        started=float(started),
-        ended=float(ended) if isinstance(ended, int | float) else None,
-        rows=rows if isinstance(rows, int) else None,
-        params=mapping_of(params) or {},
-        stats=mapping_of(stats),
-        group=group if isinstance(group, str) else None,
-    )
-
-
-def _with_totals(run: RunSummary, totals: RunTotals) -> RunSummary:
-    return replace(run, committed=totals)
+        return self._query(sql, params)
 
 
 def _dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    return storable(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))

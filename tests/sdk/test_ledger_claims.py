@@ -61,7 +61,7 @@ def test_wait_for_returns_the_answer_when_the_owner_writes_it(tmp_path: Path) ->
 
         def answer() -> None:
             time.sleep(0.3)
-            owner.record(SHAPE, "asked", key=key, status="ok", answer="yes", received="yes")
+            owner.record(SHAPE, "asked", key=key, status="ok", answer="yes")
             owner.release([key], "owner")
 
         import threading

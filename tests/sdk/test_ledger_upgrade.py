@@ -1,90 +1,106 @@
-"""A ledger written by 3.0.0a1 (``fixtures/ledger-3.0.0a1.sqlite3``) opens with today's code,
-is upgraded in place, and keeps serving every answer: 0 requests at the gateway."""
+"""A ledger written by koine-sdk 3.0.0a1 (``fixtures/ledger-3.0.0a1.sqlite3``, made by
+``fixtures/make_ledger_3_0_0a1.py``) keeps serving its answers: ``extract`` and strict replay
+ask the gateway nothing for what it holds."""
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import shutil
-import sqlite3
+import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any, cast
 
-import dask
-import dask.dataframe as dd
-import pandas as pd
+import pytest
 
-from koine_jupyter.extraction import extract, history
+from koine_jupyter import extract
 from koine_sdk import create_koine_sync
-from koine_sdk.ledger import Ledger
-from koine_sdk.ledger._schema import SCHEMA_VERSION
 from koine_sdk.testing import LocalGateway
 
 FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(FIXTURES))
+
+from ledger_3_0_0a1_cases import (  # noqa: E402
+    EXTRACT_PROMPT,
+    EXTRACT_TEXTS,
+    SDK_OBJECT_PROMPT,
+    SDK_STREAM_PROMPT,
+    SDK_TEXT_PROMPT,
+    Company,
+)
 
 
-def _maker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("maker", FIXTURES / "make_ledger_3_0_0a1.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def old_ledger(tmp_path: Path) -> Path:
+    copy = tmp_path / "ledger-3.0.0a1.sqlite3"
+    shutil.copyfile(FIXTURES / "ledger-3.0.0a1.sqlite3", copy)
+    os.chmod(copy, 0o600)
+    return copy
 
 
-def _copy(tmp_path: Path) -> Path:
-    target = tmp_path / "old.sqlite3"
-    shutil.copy(FIXTURES / "ledger-3.0.0a1.sqlite3", target)
-    return target
+def _posts(gw: LocalGateway) -> int:
+    return sum(r.method == "POST" for r in gw.requests)
 
 
-def test_a_3_0_0a1_ledger_is_upgraded_in_place_and_serves_every_answer(
-    koine_gateway: LocalGateway, tmp_path: Path
-) -> None:
-    m: Any = _maker()
-    path = _copy(tmp_path)
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (0,)
-        before = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-    with Ledger(path) as book:
-        assert book._query("PRAGMA user_version") == [(SCHEMA_VERSION,)]  # pyright: ignore[reportPrivateUsage]
-        assert book._query("SELECT COUNT(*) FROM requests") == [(before,)]  # pyright: ignore[reportPrivateUsage]
-        assert len(book.group_runs(_group(book))) == 2  # the Dask group, now a column
-    gw = koine_gateway
-    client = create_koine_sync(base_url=gw.base_url, auth_key=gw.auth_key)
-    try:
-        words = extract(m.TEXT_ROWS[:2], m.Word, "Say {text}", client=client, ledger=str(path),
-                        system=m.SYSTEM)  # fmt: skip
-        places = extract(m.OBJECT_ROWS, m.Place, "Where is {text}?", client=client,
-                         ledger=str(path))  # fmt: skip
-        source: Any = dd.from_pandas(pd.Series(m.DASK_ROWS), npartitions=2)  # pyright: ignore
-        with cast(Any, dask).config.set(scheduler="synchronous"):
-            lazy: Any = extract(source, m.Word, "Dask {text}", client=client.config,
-                                ledger=str(path))  # fmt: skip
-            dasked: Any = lazy.compute()
-    finally:
-        client.close()
-    assert list(words["word"]) == ["example", "example"]
-    assert list(places["city"]) == ["example", "example"]
-    assert list(dasked["word"]) == ["example"] * 4
-    for frame in (words, places, dasked):
-        assert set(frame["answer_from"]) == {"ledger"}
-    replayer = create_koine_sync(
-        base_url=gw.base_url, auth_key=gw.auth_key, replay="strict", ledger=str(path)
+def test_extract_reuses_every_answer_of_a_3_0_0a1_ledger(old_ledger: Path) -> None:
+    with LocalGateway() as gw:
+        with create_koine_sync(base_url=gw.base_url, auth_key=gw.auth_key) as koine:
+            df = extract(
+                EXTRACT_TEXTS[:2], Company, EXTRACT_PROMPT, client=koine, ledger=old_ledger,
+                progress=False,
+            )  # fmt: skip
+        assert _posts(gw) == 0
+    assert list(df["name"]) == ["example", "example"]
+    assert df["error"].isna().all()
+
+
+def test_strict_replay_answers_every_recorded_call_of_a_3_0_0a1_ledger(old_ledger: Path) -> None:
+    # strict replay sends nothing: no gateway at all
+    with create_koine_sync(replay="strict", ledger=old_ledger) as koine:
+        text = koine.generate_text(prompt=SDK_TEXT_PROMPT)
+        assert SDK_TEXT_PROMPT in text.text
+        obj = koine.generate_object(prompt=SDK_OBJECT_PROMPT, schema=Company)
+        assert isinstance(obj.object, Company)
+        with koine.stream_text(prompt=SDK_STREAM_PROMPT) as s:
+            assert SDK_STREAM_PROMPT in s.text()
+        with koine.stream_object(prompt=SDK_OBJECT_PROMPT, schema=Company) as s:
+            assert isinstance(s.object(), Company)
+
+
+def test_the_upgrade_is_numbered_and_in_place(old_ledger: Path) -> None:
+    import sqlite3
+
+    from koine_sdk.ledger import Ledger
+    from koine_sdk.ledger._schema import SCHEMA_VERSION
+
+    with sqlite3.connect(old_ledger) as db:
+        assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == ("1",)
+        before = db.execute("SELECT COUNT(*) FROM requests").fetchone()
+    Ledger(old_ledger).close()
+    with sqlite3.connect(old_ledger) as db:
+        assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
+        assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == before  # nothing lost
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    assert "run_group" in columns
+    Ledger(old_ledger).close()  # a second open finds nothing to do
+
+
+def test_no_sql_outside_the_ledger() -> None:
+    """The ledger owns its schema: no other module of either package holds SQL."""
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    sql = re.compile(
+        r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+TABLE)\b"
     )
-    try:
-        text = replayer.generate_text(prompt=m.SDK_TEXT, system=m.SYSTEM)
-        obj = replayer.generate_object(prompt=m.SDK_OBJECT, schema=m.Place)
-        with replayer.stream_text(prompt=m.SDK_STREAM) as s:
-            streamed = "".join(s.text_stream)
-    finally:
-        replayer.close()
-    assert text.text == "Echo: recorded text call"
-    assert obj.object.city == "example"
-    assert streamed == "Echo: recorded stream call"
-    assert [r.path for r in gw.requests if r.path != "/health"] == []  # nobody paid again
-    assert len(history(ledger=str(path))) >= 7  # the old runs and the new ones
-
-
-def _group(book: Ledger) -> str:
-    rows = book._query("SELECT dask_group FROM runs WHERE dask_group IS NOT NULL")  # pyright: ignore[reportPrivateUsage]
-    return str(rows[0][0])
+    offenders: list[str] = []
+    for pkg in ("koine_sdk", "koine_jupyter"):
+        for path in (root / pkg).rglob("*.py"):
+            if "ledger" in path.relative_to(root).parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                text = node.value if isinstance(node, ast.Constant) else None
+                if isinstance(text, str) and sql.search(text):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, offenders

@@ -122,6 +122,7 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
             status="ok",
             answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
             raw_text=getattr(result, "raw_text", None),
+            answered_by=replica.client.config.model,  # the replica's own (default) model
             input_tokens=tokens[0],
             output_tokens=tokens[1],
             session_id=getattr(result, "session_id", None),

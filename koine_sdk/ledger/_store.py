@@ -451,9 +451,12 @@ class Ledger(Claims):
         attempts: int = 1,
         started: float | None = None,
         finished: float | None = None,
+        answered_by: str | None = None,
     ) -> None:
         """Write (and commit) one finished request. ``shape`` is the rest of its body
-        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``."""
+        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``. ``answered_by`` is
+        the model that answered when the request named none (a replica's default model):
+        the ``model`` column, shown by ``history()``, then says it."""
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed' (got {status!r})")
         if self.read_only:
@@ -481,7 +484,7 @@ class Ledger(Claims):
                     prompt,
                     shape.system_hash,
                     shape.schema_hash,
-                    shape.model,
+                    shape.model if shape.model is not None else answered_by,
                     tools,
                     shape.session_id,
                     status,

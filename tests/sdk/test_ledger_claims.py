@@ -84,3 +84,12 @@ def test_wait_for_gives_up_at_the_timeout_and_at_an_expired_claim(tmp_path: Path
         began = time.monotonic()
         assert book.wait_for(["dead"], timeout=30) == {}  # the claim expired: ask it yourself
         assert time.monotonic() - began < 3
+
+
+def test_an_answer_keeps_the_model_that_answered_it(tmp_path: Path) -> None:
+    named = RequestShape.of("/generate-text", {"prompt": "x", "model": "haiku"})
+    with Ledger(tmp_path / "m.sqlite3") as book:
+        book.record(SHAPE, "by default", status="ok", answer="a", answered_by="sonnet")
+        book.record(named, "named", status="ok", answer="b", answered_by="sonnet")
+        book.record(SHAPE, "unknown", status="ok", answer="c")
+        assert list(book.rows()["model"].astype(object).fillna("-")) == ["sonnet", "haiku", "-"]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 from ._objects import PartialBuilder, PartialParser
-from ._response_limits import too_large
+from ._response_limits import DEFAULT_LIMITS, check_depth, too_large
 from ._sse import ServerSentEvent
 from .errors import KoineError
 from .types import KoineUsage
@@ -62,7 +62,8 @@ class StreamWarning:
         return hash((self.code, self.message))
 
 
-def _load(event: ServerSentEvent) -> dict[str, Any]:
+def _load(event: ServerSentEvent, max_depth: int) -> dict[str, Any]:
+    check_depth(event.data, max_depth, "SSE_PARSE_ERROR", f"a {event.event!r} event")
     try:
         data = json.loads(event.data)
     except (ValueError, RecursionError):
@@ -93,6 +94,7 @@ class StreamState:
     """What every stream knows: session ids, usage, warnings, error, done."""
 
     __slots__ = (
+        "_max_depth",
         "done",
         "done_info",
         "error",
@@ -102,7 +104,8 @@ class StreamState:
         "warnings",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_depth: int = DEFAULT_LIMITS.max_depth) -> None:
+        self._max_depth = max_depth  # JSON nesting accepted in an event (SSE_PARSE_ERROR past it)
         self.provisional_session_id: str | None = None
         self.session_id: str | None = None  # the resumable id, from ``result``
         self.usage: KoineUsage | None = None
@@ -115,12 +118,12 @@ class StreamState:
         """Handle the events both endpoints share; return False for an event not handled."""
         name = event.event
         if name == "session":
-            sid = _load(event).get("sessionId")
+            sid = _load(event, self._max_depth).get("sessionId")
             if not isinstance(sid, str):
                 raise _shape_error(event, "a sessionId")
             self.provisional_session_id = sid
         elif name == "result":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             sid = data.get("sessionId")
             if not isinstance(sid, str):
                 raise _shape_error(event, "a sessionId")
@@ -130,7 +133,7 @@ class StreamState:
                 raise _shape_error(event, "a valid usage") from None
             self.session_id = sid
         elif name == "error":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             message = data.get("error")
             code = data.get("code")
             self.error = KoineError(
@@ -139,12 +142,12 @@ class StreamState:
                 raw_text=event.data,
             )
         elif name == "warning":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             self.warnings.append(
                 StreamWarning(str(data.get("code", "")), str(data.get("message", "")))
             )
         elif name == "done":
-            self.done_info = _load(event)
+            self.done_info = _load(event, self._max_depth)
             self.done = True
         else:
             return False
@@ -208,8 +211,13 @@ class TextStreamState(StreamState):
 
     __slots__ = ("_keep", "_max", "_parts", "_size")
 
-    def __init__(self, keep_text: bool = True, max_answer: int | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        keep_text: bool = True,
+        max_answer: int | None = None,
+        max_depth: int = DEFAULT_LIMITS.max_depth,
+    ) -> None:
+        super().__init__(max_depth)
         self._parts: list[str] = []
         self._keep = keep_text
         self._size = 0
@@ -233,6 +241,7 @@ class TextStreamState(StreamState):
                     if end != len(data) - 1:
                         text = None
             if text is None:
+                check_depth(data, self._max_depth, "SSE_PARSE_ERROR", "a 'text' event")
                 try:
                     text = json.loads(data)["text"]
                 except (ValueError, KeyError, TypeError, RecursionError):
@@ -283,8 +292,8 @@ class ObjectStreamState(StreamState, Generic[T]):
         "raw_text",
     )
 
-    def __init__(self, parser: PartialParser[T]) -> None:
-        super().__init__()
+    def __init__(self, parser: PartialParser[T], max_depth: int = DEFAULT_LIMITS.max_depth) -> None:
+        super().__init__(max_depth)
         self._parser = parser
         self._final: tuple[T] | None = None  # the validated object, once validated
         self._builder = PartialBuilder(parser)
@@ -310,7 +319,7 @@ class ObjectStreamState(StreamState, Generic[T]):
         name = event.event
         if name == "partial-object":
             try:
-                data = _load(event)
+                data = _load(event, self._max_depth)
             except KoineError:
                 self.warnings.append(
                     StreamWarning(
@@ -327,7 +336,7 @@ class ObjectStreamState(StreamState, Generic[T]):
                 return None  # nothing parsed yet
             return self._show(parsed)
         if name == "object":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             if "object" not in data:
                 raise _shape_error(event, "an object field")
             self.object_data = data["object"]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import httpx
 
 from ._config import KoineConfig
-from ._response_limits import too_large
+from ._response_limits import check_depth, too_large
 from ._sse import ServerSentEvent, SSEDecoder
 from ._version import __version__
 from .errors import KoineError, error_from_response
@@ -345,6 +345,12 @@ class Transport:
             await response.aclose()
         if failure is not None:  # raised outside the except block: see _translate
             raise failure
+        check_depth(
+            content,
+            self.config.limits.max_depth,
+            "INVALID_RESPONSE",
+            f"the body of {method} {path}",
+        )
         return response.status_code, content
 
     @asynccontextmanager

@@ -255,7 +255,8 @@ class KoineClient:
         ``INVALID_ARGUMENT``."""
         timeout = _check_timeout(timeout)
         body = self._body(Endpoint.STREAM.path, prompt, system, session_id, allowed_tools, model)
-        state = TextStreamState(keep_text, self.config.limits.max_answer_chars)
+        limits = self.config.limits
+        state = TextStreamState(keep_text, limits.max_answer_chars, limits.max_depth)
         return StreamTextResult(
             self._transport, Endpoint.STREAM.path, body, timeout, state, self._replayer(replay)
         )
@@ -411,7 +412,7 @@ class KoineClient:
             Endpoint.STREAM_OBJECT.path,
             body,
             timeout,
-            ObjectStreamState(parser),
+            ObjectStreamState(parser, self.config.limits.max_depth),
             self._replayer(replay),
         )
 

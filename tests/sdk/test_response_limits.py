@@ -175,7 +175,7 @@ def test_an_announced_huge_body_is_refused_before_reading(hostile: str) -> None:
 def test_deeply_nested_json_is_a_typed_error_not_a_recursion_error(hostile: str, call: str) -> None:
     result = _run_client(hostile, "deep", call)
     expected = "INVALID_RESPONSE" if call.startswith("generate") else "SSE_PARSE_ERROR"
-    assert result["outcome"] in (expected, "VALIDATION_ERROR"), result
+    assert result["outcome"] == expected, result  # max_depth: the same whatever the stack
 
 
 def test_limits_are_checked_and_shown() -> None:

@@ -28,6 +28,7 @@ from collections.abc import Generator
 from typing import Any, cast
 
 from ..errors import KoineError
+from ._claims import ClaimResult
 from ._key import KEY_FIELDS, RequestShape, canonical_json, content_hash, request_key, request_keys
 from ._location import ENV_LEDGER, MEMORY, default_location
 from ._store import Ledger, LedgerRecord
@@ -37,6 +38,7 @@ __all__ = [
     "ENV_LEDGER",
     "KEY_FIELDS",
     "MEMORY",
+    "ClaimResult",
     "Ledger",
     "LedgerRecord",
     "LedgerSpec",

@@ -49,10 +49,10 @@ PINNED: dict[str, list[str]] = {
         "to_error_code",
     ],
     "koine_sdk.ledger": [
-        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "Ledger", "LedgerRecord", "LedgerSpec",
-        "LedgerWarning", "RequestShape", "caller_records", "canonical_json", "content_hash",
-        "default_location", "open_ledger", "process_ledger", "recorded_by_caller",
-        "request_key", "request_keys",
+        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "ClaimResult", "Ledger", "LedgerRecord",
+        "LedgerSpec", "LedgerWarning", "RequestShape", "caller_records", "canonical_json",
+        "content_hash", "default_location", "open_ledger", "process_ledger",
+        "recorded_by_caller", "request_key", "request_keys",
     ],
     "koine_sdk.sync": [
         "LoopThread", "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult",

@@ -7,14 +7,11 @@ outputs would differ and it would spend tokens), a forced display mode (KOINE_DI
 record/replay mode (KOINE_REPLAY) or an editor's markers that make views choose widgets
 (VSCODE_PID, JPY_SESSION_NAME).
 
-The suite never reads or writes the user's own files: XDG_CACHE_HOME and XDG_STATE_HOME point at
-a temporary folder of this run before anything asks platformdirs (kernels and subprocesses
-inherit them), so the default ledger and the ``koine`` command's state are the run's own; and
-KOINE_LEDGER points at a fresh file in another temporary folder (tests/conftest.py gives each
-test its own file on top), so recorded answers neither leak nor make a second run of the
-notebooks differ from the first. At the end the run checks that nothing wrote its own default
-ledger (a test that forgot the isolation); what other programs do to the user's ledger
-meanwhile is none of its business.
+The ledger (koine_sdk.ledger) must never be the user's own: KOINE_LEDGER points at a fresh file
+in a temporary folder for the whole run (kernels inherit it; tests/conftest.py gives each test
+its own file on top), so recorded answers neither leak into the user's cache nor make a second
+run of the notebooks differ from the first; XDG_CACHE_HOME points at the suite's own cache
+folder, which is what the end-of-run check looks at.
 """
 
 from __future__ import annotations
@@ -40,10 +37,13 @@ for _name in (
 _LEDGER_DIR = tempfile.mkdtemp(prefix="koine-test-ledger-")
 atexit.register(shutil.rmtree, _LEDGER_DIR, ignore_errors=True)
 os.environ["KOINE_LEDGER"] = os.path.join(_LEDGER_DIR, "ledger.sqlite3")
-_HOME_DIR = tempfile.mkdtemp(prefix="koine-test-home-")
-atexit.register(shutil.rmtree, _HOME_DIR, ignore_errors=True)
-os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME_DIR, "cache")
-os.environ["XDG_STATE_HOME"] = os.path.join(_HOME_DIR, "state")
+# The suite's own cache folder (platformdirs reads XDG_CACHE_HOME): nothing in the run reads or
+# writes the user's real cache, so the SDK used by another program meanwhile cannot touch the
+# run, nor the run the user's ledger.
+_CACHE_DIR = os.path.join(_LEDGER_DIR, "cache")
+os.environ["XDG_CACHE_HOME"] = _CACHE_DIR
+# ... and its own state folder: the `koine` command's last session (koine ask --continue).
+os.environ["XDG_STATE_HOME"] = os.path.join(_LEDGER_DIR, "state")
 
 # Notebooks under tests/ are fixtures that tests execute themselves, never nbval targets.
 collect_ignore_glob = ["tests/**/*.ipynb"]
@@ -56,11 +56,14 @@ def _default_ledger() -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if anything in it (a test, a subprocess, a kernel) wrote the default ledger
-    (here: the run's own cache folder) instead of the one KOINE_LEDGER names."""
+    """Fail the run if anything in it (a subprocess, a kernel) used the default ledger instead
+    of its own: that would be the user's ledger outside the suite (the suite's cache folder is
+    checked, never the user's, so another program using the SDK meanwhile changes nothing)."""
     path = _default_ledger()
+    if not path.startswith(_CACHE_DIR):
+        return  # a platform whose cache folder ignores XDG_CACHE_HOME: nothing to check
     if os.path.exists(path):
-        print(f"\nERROR: the test run wrote the default ledger ({path}): isolate it")
+        print(f"\nERROR: the test run used the default ledger ({path}): isolate it")
         session.exitstatus = 1
 
 

@@ -876,12 +876,64 @@ def bench_dask(ctx: Ctx) -> Section:
     return sec
 
 
+def bench_render(ctx: Ctx) -> Section:
+    from _render import render_times
+
+    size = 5_000 if ctx.smoke else 200_000
+    answer = markdown_answer(size)
+    sec = Section(
+        "render",
+        f"5b. The renderer of untrusted answers on a {len(answer.encode()) // 1000} KB answer",
+        "In-process, the same Markdown answer as section 5: `reference` = markdown-it alone "
+        "(raw HTML off; the renderer before answers were sanitized), `to_html` = koine's "
+        "renderer (link/image rules + nh3 allowlist) on the whole answer, `live` = what "
+        "markdown mode renders while streaming (each finished block once) plus the final "
+        "answer. Compare `live` with section 5's markdown-mode cell time (1.118 s for this "
+        "answer before the renderer, RESULTS.md of the previous run).",
+    )
+    times = render_times(answer, max(3, ctx.rounds))
+    base = times["reference"]
+    sec.header = ("way", "time s (median)", "vs reference")
+    for name, t in times.items():
+        sec.rows.append((name, f"{t:.3f}", f"{t / base:.2f}x"))
+    judge = None if ctx.smoke else times["live"] <= 0.25 * 1.118
+    sec.target(
+        "live (blocks + final) <= 25% of markdown mode's 1.118 s cell",
+        f"{times['live']:.3f} s",
+        judge,
+    )
+    return sec
+
+
+def bench_startup(ctx: Ctx) -> Section:
+    from _startup import startup_times
+
+    rounds = 3 if ctx.smoke else 21
+    sec = Section(
+        "startup",
+        "0. Start-up: import in a fresh interpreter",
+        f"`python -c ...` in a new process, {rounds} interleaved runs, median wall time. "
+        "`import koine_sdk` imports each public name on first use; the last row is what a "
+        "script that makes a client imports.",
+    )
+    times = startup_times(rounds)
+    base = times["import httpx, pydantic"]
+    sec.header = ("what", "time s (median)", "vs httpx + pydantic")
+    for name, t in times.items():
+        sec.rows.append((name, f"{t:.3f}", f"{t / base:.2f}x"))
+    ratio = times["import koine_sdk"] / base
+    sec.target("import koine_sdk <= 1.3x import httpx, pydantic", f"{ratio:.2f}x", ratio <= 1.3)
+    return sec
+
+
 RUNNERS: dict[str, Callable[[Ctx], Section]] = {
+    "startup": bench_startup,
     "seq": bench_seq,
     "conc": bench_conc,
     "stream": bench_stream,
     "objects": bench_objects,
     "magic": bench_magic,
+    "render": bench_render,
     "extract": bench_extract,
     "storm": bench_storm,
     "dask": bench_dask,

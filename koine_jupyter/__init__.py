@@ -9,7 +9,8 @@ In a notebook::
 
 From Python, any sync SDK stream can be drawn live with :func:`show_stream` (or the views
 :class:`TextView`, :class:`ObjectView`, :class:`FrameView`). ``extract`` (many texts → one
-DataFrame) is imported on first use from :mod:`koine_jupyter.extraction`.
+DataFrame), ``classify`` (a label per text) and ``generate`` (free text per text), with their async
+twins, are imported on first use from :mod:`koine_jupyter.extraction`.
 """
 
 from __future__ import annotations
@@ -37,11 +38,15 @@ __all__ = [
     "KoineAnswer",
     "ObjectView",
     "TextView",
-    "aextract",  # pyright: ignore[reportUnsupportedDunderAll] - provided lazily by __getattr__
+    "aclassify",  # pyright: ignore[reportUnsupportedDunderAll] - provided lazily by __getattr__
+    "aextract",  # pyright: ignore[reportUnsupportedDunderAll]
+    "agenerate",  # pyright: ignore[reportUnsupportedDunderAll]
     "choose_mode",
+    "classify",  # pyright: ignore[reportUnsupportedDunderAll]
     "clear_cache",  # pyright: ignore[reportUnsupportedDunderAll]
     "extract",  # pyright: ignore[reportUnsupportedDunderAll]
     "flatten_record",
+    "generate",  # pyright: ignore[reportUnsupportedDunderAll]
     "load_ipython_extension",
     "show_stream",
     "to_dataframe",
@@ -83,7 +88,9 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     magics.close()
 
 
-_LAZY = frozenset({"extract", "aextract", "clear_cache"})
+_LAZY = frozenset(
+    {"extract", "aextract", "classify", "aclassify", "generate", "agenerate", "clear_cache"}
+)
 
 
 def __getattr__(name: str) -> Any:

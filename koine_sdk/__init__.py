@@ -13,6 +13,8 @@ Sync (scripts, notebooks, threads)::
         print(koine.generate_text(prompt="Hello").text)
 """
 
+from __future__ import annotations
+
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +23,30 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._config import KoineConfig
     from ._loop import LoopThread
-    from ._partial import json_schema
+    from ._objects import json_schema
     from ._replay import ReplayMode
+    from ._request import (
+        Endpoint,
+        KoineRequest,
+    )
+    from ._response_limits import ResponseLimits
     from ._streams import StreamWarning
-    from .client import KoineClient, StreamObjectResult, StreamTextResult, create_koine
-    from .errors import ErrorCode, KoineError
+    from .client import (
+        KoineClient,
+        StreamObjectResult,
+        StreamTextResult,
+        create_koine,
+    )
+    from .errors import (
+        ErrorCode,
+        KoineAuthError,
+        KoineConnectionError,
+        KoineError,
+        KoineRateLimitError,
+        KoineResponseError,
+        KoineTimeoutError,
+        KoineValidationError,
+    )
     from .sync import (
         SyncKoineClient,
         SyncStreamObjectResult,
@@ -41,45 +62,78 @@ if TYPE_CHECKING:
         KoineUsage,
     )
 
-_LAZY: dict[str, str] = {
-    "KoineConfig": "._config",
-    "LoopThread": "._loop",
-    "json_schema": "._partial",
-    "ReplayMode": "._replay",
-    "StreamWarning": "._streams",
-    "KoineClient": ".client",
-    "StreamObjectResult": ".client",
-    "StreamTextResult": ".client",
-    "create_koine": ".client",
-    "ErrorCode": ".errors",
-    "KoineError": ".errors",
-    "SyncKoineClient": ".sync",
-    "SyncStreamObjectResult": ".sync",
-    "SyncStreamTextResult": ".sync",
-    "create_koine_sync": ".sync",
+# Each public name and the module that holds it, imported on first use: `import koine_sdk`
+# costs next to nothing (a command's --help, a script that needs one call), and
+# `from koine_sdk import X` imports what X needs.
+_WHERE: dict[str, str] = {
     "ConcurrencySlots": ".types",
+    "Endpoint": "._request",
+    "ErrorCode": ".errors",
     "GatewayConcurrency": ".types",
     "GenerateObjectResult": ".types",
     "GenerateTextResult": ".types",
     "HealthStatus": ".types",
+    "KoineAuthError": ".errors",
+    "KoineClient": ".client",
+    "KoineConfig": "._config",
+    "KoineConnectionError": ".errors",
+    "KoineError": ".errors",
+    "KoineRateLimitError": ".errors",
+    "KoineRequest": "._request",
+    "KoineResponseError": ".errors",
+    "KoineTimeoutError": ".errors",
     "KoineUsage": ".types",
+    "KoineValidationError": ".errors",
+    "LoopThread": "._loop",
+    "ReplayMode": "._replay",
+    "ResponseLimits": "._response_limits",
+    "StreamObjectResult": ".client",
+    "StreamTextResult": ".client",
+    "StreamWarning": "._streams",
+    "SyncKoineClient": ".sync",
+    "SyncStreamObjectResult": ".sync",
+    "SyncStreamTextResult": ".sync",
+    "create_koine": ".client",
+    "create_koine_sync": ".sync",
+    "json_schema": "._objects",
 }
-"""Where each public name lives: imported on first use, so ``import koine_sdk`` (and the
-``koine`` command's start) does not pay for httpx, pydantic and asyncio before a call needs them."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ConcurrencySlots",
+    "Endpoint",
     "ErrorCode",
     "GatewayConcurrency",
     "GenerateObjectResult",
     "GenerateTextResult",
     "HealthStatus",
+    "KoineAuthError",
     "KoineClient",
     "KoineConfig",
+    "KoineConnectionError",
     "KoineError",
+    "KoineRateLimitError",
+    "KoineRequest",
+    "KoineResponseError",
+    "KoineTimeoutError",
     "KoineUsage",
+    "KoineValidationError",
     "LoopThread",
     "ReplayMode",
+    "ResponseLimits",
     "StreamObjectResult",
     "StreamTextResult",
     "StreamWarning",
@@ -91,16 +145,3 @@ __all__ = [
     "create_koine_sync",
     "json_schema",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # the next access is a plain lookup
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recipe = stream.object()
             print(f"   final: {recipe!r}\n")
         except KoineError as exc:
-            from .cli._common import describe
+            from .cli._common import describe  # the hint only when the message lacks it
 
             print(f"\nKoineError {describe(exc)}", file=sys.stderr)
             return 1

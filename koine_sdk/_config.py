@@ -9,9 +9,17 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ._response_limits import DEFAULT_LIMITS, ResponseLimits
 from .errors import KoineError
 
-__all__ = ["ENV_AUTH_KEY", "ENV_BASE_URL", "ENV_MODEL", "ENV_TIMEOUT", "KoineConfig"]
+__all__ = [
+    "ENV_AUTH_KEY",
+    "ENV_BASE_URL",
+    "ENV_MODEL",
+    "ENV_TIMEOUT",
+    "KoineConfig",
+    "shown_url",
+]
 
 logger = logging.getLogger("koine_sdk")
 
@@ -34,17 +42,21 @@ class KoineConfig:
         timeout: seconds to wait for the gateway to answer, and for each next stream event.
         model: default model alias or name (``"sonnet"``, ``"haiku"``, ...); a per-call
             ``model=`` overrides it.
+        limits: how much of a response the client holds (:class:`ResponseLimits`); past a
+            limit a call fails with ``RESPONSE_TOO_LARGE`` instead of exhausting memory.
     """
 
     base_url: str
     auth_key: str = field(repr=False)
     timeout: float = DEFAULT_TIMEOUT
     model: str | None = None
+    limits: ResponseLimits = DEFAULT_LIMITS
 
     def __repr__(self) -> str:
+        limits = f", limits={self.limits!r}" if self.limits != DEFAULT_LIMITS else ""
         return (
-            f"KoineConfig(base_url={self.base_url!r}, auth_key='***', timeout={self.timeout!r}, "
-            f"model={self.model!r})"
+            f"KoineConfig(base_url={shown_url(self.base_url)!r}, auth_key='***', "
+            f"timeout={self.timeout!r}, model={self.model!r}{limits})"
         )
 
     @classmethod
@@ -90,12 +102,14 @@ class KoineConfig:
                     auth_key="-" if empty_key else self.auth_key,
                     timeout=self.timeout,
                     model=self.model,
+                    limits=self.limits,
                 ).validated()
                 return KoineConfig(
                     base_url="" if empty_url else stand_in.base_url,
                     auth_key="" if empty_key else stand_in.auth_key,
                     timeout=stand_in.timeout,
                     model=stand_in.model,
+                    limits=stand_in.limits,
                 )
         base_url = self.base_url
         if not isinstance(base_url, str) or not base_url.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -144,14 +158,38 @@ class KoineConfig:
         model = self.model
         if model is not None and (not isinstance(model, str) or not model.strip()):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise KoineError("model must be a non-empty string or None", "INVALID_CONFIG")
+        limits: object = self.limits
+        if not isinstance(limits, ResponseLimits):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise KoineError(
+                f"limits must be a ResponseLimits (got {type(limits).__name__})", "INVALID_CONFIG"
+            )
+        limits.checked()
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
             logger.warning(
                 "koine_sdk: sending the auth key over plain http to %s; use https outside loopback",
                 parts.hostname,
             )
         return KoineConfig(
-            base_url=base_url.rstrip("/"), auth_key=auth_key, timeout=float(timeout), model=model
+            base_url=base_url.rstrip("/"),
+            auth_key=auth_key,
+            timeout=float(timeout),
+            model=model,
+            limits=limits,
         )
+
+
+def shown_url(url: object) -> object:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for reprs and messages)."""
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
 
 
 def _is_loopback(host: str) -> bool:

@@ -32,6 +32,9 @@ __all__ = [
     "check_arguments",
 ]
 
+_STREAM_OBJECT = "/stream-object"  # Endpoint.STREAM_OBJECT.path (_request imports this module)
+_GENERATE_OBJECT = "/generate-object"  # Endpoint.GENERATE_OBJECT.path
+
 MAX_ARG_BYTES = 131_071
 """The longest CLI argument, in UTF-8 bytes, that the gateway can pass (131,072 with its NUL)."""
 
@@ -79,7 +82,7 @@ def check_arguments(
     """Raise ``PROMPT_TOO_LARGE`` (naming the argument, its size and the limit) when one CLI
     argument the gateway builds from this request would pass :data:`MAX_ARG_BYTES`."""
     sizes: list[tuple[str, int]] = []
-    if path == "/stream-object" and schema is not None:
+    if path == _STREAM_OBJECT and schema is not None:
         sizes.append(
             (
                 "the prompt with the schema /stream-object appends to it",
@@ -92,7 +95,7 @@ def check_arguments(
         sizes.append(("the prompt", _size(prompt)))
         if system:
             sizes.append(("the system prompt", _size(system)))
-        if path == "/generate-object" and schema is not None:
+        if path == _GENERATE_OBJECT and schema is not None:
             sizes.append(("the schema (as JSON)", _schema_size(schema, indented=False)))
     if model:
         sizes.append(("the model name", _size(model)))

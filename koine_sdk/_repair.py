@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from ._prune import format_loc
+from ._objects import format_loc
 from .errors import KoineError
 
 __all__ = ["repair_prompt"]

@@ -36,12 +36,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
 
+from ._request import Endpoint
 from ._sse import ServerSentEvent
 from .errors import KoineError
 from .types import GenerateObjectResult, GenerateTextResult, KoineUsage
 
 if TYPE_CHECKING:  # the ledger (sqlite3) is imported when a client records or replays
-    from ._partial import PartialParser
+    from ._objects import PartialParser
     from .ledger import Ledger, LedgerRecord, LedgerSpec
 
 __all__ = ["ENV_REPLAY", "Recording", "ReplayMode", "Replayer", "replay_mode", "short_prompt"]
@@ -64,13 +65,12 @@ _ALIASES: Final = {
 }
 _PROMPT_SHOWN = 80  # characters of a prompt named in a REPLAY_MISS
 
-SIBLING: Final = {
-    "/generate-text": "/stream",
-    "/stream": "/generate-text",
-    "/generate-object": "/stream-object",
-    "/stream-object": "/generate-object",
-}
-"""The endpoint that asks the same question with or without streaming."""
+
+def _paths(path: str) -> tuple[str, ...]:
+    """``path`` and the endpoint that asks the same question with or without streaming (a
+    path that is no endpoint has none)."""
+    endpoint = Endpoint.of(path)
+    return (path,) if endpoint is None else (path, endpoint.sibling.path)
 
 
 def replay_mode(value: object = None) -> ReplayMode:
@@ -96,9 +96,10 @@ def replay_mode(value: object = None) -> ReplayMode:
 
 
 def short_prompt(prompt: str) -> str:
-    """A prompt on one line, cut to a readable length (for messages)."""
-    one = " ".join(prompt.split())
-    return one if len(one) <= _PROMPT_SHOWN else one[: _PROMPT_SHOWN - 1] + "…"
+    """A prompt cut to a readable length (for messages, shown with ``repr()`` quoting, so
+    whitespace and line breaks stay visible: two prompts that differ by a trailing space look
+    different)."""
+    return prompt if len(prompt) <= _PROMPT_SHOWN else prompt[: _PROMPT_SHOWN - 1] + "…"
 
 
 def _usage(record: LedgerRecord) -> KoineUsage:
@@ -186,7 +187,7 @@ class Recording:
         out: list[ServerSentEvent] = []
         if sid is not None:
             out.append(_event("session", {"sessionId": sid}))
-        if path == "/stream-object":
+        if path == Endpoint.STREAM_OBJECT.path:
             out.append(_event("object", {"object": self.value()}))
         elif self.text:
             out.append(_event("text", {"text": self.text}))
@@ -223,6 +224,7 @@ class Replayer:
     def __init__(self, mode: ReplayMode, ledger: LedgerSpec = None) -> None:
         self.mode: ReplayMode = mode
         self.ledger: Ledger | None = None
+        self._spec: LedgerSpec = ledger  # what a call's replay= opens, when this one is off
         if mode == "off":
             return
         from .ledger import default_location, open_ledger
@@ -235,6 +237,18 @@ class Replayer:
                 "INVALID_CONFIG",
             )
         self.ledger = open_ledger(ledger, fallback=False)
+
+    def with_mode(self, mode: ReplayMode) -> Replayer:
+        """This policy with another mode, on the same ledger (a call's ``replay=``)."""
+        if mode == self.mode:
+            return self
+        if mode == "off":
+            return Replayer("off", self._spec)
+        if self.ledger is None:
+            return Replayer(mode, self._spec)
+        other = Replayer("off", self._spec)
+        other.mode, other.ledger = mode, self.ledger
+        return other
 
     @property
     def records(self) -> bool:
@@ -255,10 +269,9 @@ class Replayer:
         from .ledger import LedgerWarning, RequestShape
 
         fields: dict[str, Any] = json.loads(body)
-        own = RequestShape.of(path, fields).key(fields["prompt"])
-        other = RequestShape.of(SIBLING[path], fields).key(fields["prompt"])
+        keys = [RequestShape.of(p, fields).key(fields["prompt"]) for p in _paths(path)]
         try:
-            found = self.ledger.lookup([own, other])
+            found = self.ledger.lookup(keys)
         except KoineError as exc:
             if self.mode == "strict":
                 raise
@@ -266,7 +279,7 @@ class Replayer:
                 f"{exc.message}; this request goes to the gateway", LedgerWarning, stacklevel=4
             )
             return None
-        for key in (own, other):
+        for key in keys:
             record = found.get(key)
             if record is not None and record.ok and record.answer is not None:
                 return Recording(key, record)
@@ -295,17 +308,12 @@ class Replayer:
 
         assert self.ledger is not None
         try:
-            rows = self.ledger.query(
-                "SELECT model, session_in, system_hash, schema_hash, allowed_tools FROM requests "
-                "WHERE prompt = ? AND status = 'ok' AND endpoint IN (?, ?) ORDER BY id DESC "
-                "LIMIT 1",
-                (fields["prompt"], path, SIBLING[path]),
-            )
+            near = self.ledger.nearest(str(fields["prompt"]), _paths(path))
         except KoineError:
             return ""
-        if not rows:
+        if near is None:
             return ""
-        model, session, system_hash, schema_hash, tools = rows[0]
+        model, session, system_hash, schema_hash, tools = near
         shape = RequestShape.of(path, fields)
         differ = [
             name

@@ -35,6 +35,8 @@ from __future__ import annotations
 import codecs
 from typing import NamedTuple
 
+from ._response_limits import too_large
+
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 _BOM = "\ufeff"
@@ -62,25 +64,37 @@ class ServerSentEvent(NamedTuple):
 class SSEDecoder:
     """Incremental SSE parser: ``feed(chunk)`` for every body chunk, ``close()`` at the end.
 
-    Both return the events completed by that call, in order. Never raises on any input. After
-    :meth:`close` the decoder is reset and can parse a new stream.
+    Both return the events completed by that call, in order. Never raises on any input, but
+    past ``max_line`` characters in one line or ``max_event`` characters in one event's data
+    (when given), which is ``KoineError("RESPONSE_TOO_LARGE")``. After :meth:`close` the
+    decoder is reset and can parse a new stream.
     """
 
     __slots__ = (
         "_data",
+        "_data_len",
         "_decoder",
         "_event",
         "_last_id",
+        "_max_event",
+        "_max_line",
         "_pending",
+        "_pending_len",
         "_retry",
         "_skip_lf",
         "_started",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_line: int | None = None, max_event: int | None = None) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        # Pieces of the unfinished last line (never contain "\r" or "\n").
+        # Pieces of the unfinished last line (never contain "\r" or "\n"), and their length.
         self._pending: list[str] = []
+        self._pending_len = 0
+        # Bounds (characters) on one line and on one event's data: past them feed() raises
+        # KoineError("RESPONSE_TOO_LARGE") instead of holding more.
+        self._max_line = max_line
+        self._max_event = max_event
+        self._data_len = 0
         # True when the text seen so far ended with "\r": a "\n" right after it is the same
         # line break and must be dropped.
         self._skip_lf = False
@@ -112,6 +126,7 @@ class SSEDecoder:
         """
         events = self._feed_text(self._decoder.decode(b"", True))
         self._pending = []
+        self._pending_len = 0
         if self._data:
             self._dispatch(events)
         self._reset()
@@ -122,6 +137,8 @@ class SSEDecoder:
     def _reset(self) -> None:
         self._decoder.reset()
         self._pending = []
+        self._pending_len = 0
+        self._data_len = 0
         self._skip_lf = False
         self._started = False
         self._data = []
@@ -150,22 +167,43 @@ class SSEDecoder:
                 self._skip_lf = True
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.split("\n")
+        max_line = self._max_line
         if len(lines) == 1:
             # No line break in this chunk: keep the piece, do not re-scan or copy the rest.
+            self._pending_len += len(text)
+            if max_line is not None and self._pending_len > max_line:
+                self._pending = []
+                raise too_large("event-stream line", max_line, "characters")
             self._pending.append(text)
             return events
         last = lines.pop()
         if self._pending:
+            if max_line is not None and self._pending_len + len(lines[0]) > max_line:
+                self._pending = []
+                raise too_large("event-stream line", max_line, "characters")
             self._pending.append(lines[0])
             lines[0] = "".join(self._pending)
             self._pending = []
+        self._pending_len = len(last)
         if last:
+            if max_line is not None and len(last) > max_line:
+                raise too_large("event-stream line", max_line, "characters")
             self._pending.append(last)
+        max_event = self._max_event
         for line in lines:
+            if max_line is not None and len(line) > max_line:
+                self._data = []
+                raise too_large("event-stream line", max_line, "characters")
             # The three lines the gateway always sends, handled without the generic parse.
             if line.startswith("data: "):
                 self._data.append(line[6:])
+                if max_event is not None:
+                    self._data_len += len(line) - 6
+                    if self._data_len > max_event:
+                        self._data = []
+                        raise too_large("event", max_event, "characters")
             elif not line:
+                self._data_len = 0
                 data = self._data
                 if data:
                     events.append(
@@ -200,6 +238,11 @@ class SSEDecoder:
             value = value[1:]
         if field == "data":
             self._data.append(value)
+            if self._max_event is not None:
+                self._data_len += len(value)
+                if self._data_len > self._max_event:
+                    self._data = []
+                    raise too_large("event", self._max_event, "characters")
         elif field == "event":
             self._event = value
         elif field == "id":
@@ -210,6 +253,7 @@ class SSEDecoder:
         # Any other field is ignored.
 
     def _dispatch(self, events: list[ServerSentEvent]) -> None:
+        self._data_len = 0
         events.append(
             ServerSentEvent(
                 self._event or "message", "\n".join(self._data), self._last_id, self._retry

@@ -22,8 +22,8 @@ import json.decoder
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
-from ._partial import PartialParser
-from ._reuse import PartialBuilder
+from ._objects import PartialBuilder, PartialParser
+from ._response_limits import DEFAULT_LIMITS, check_depth, too_large
 from ._sse import ServerSentEvent
 from .errors import KoineError
 from .types import KoineUsage
@@ -62,12 +62,14 @@ class StreamWarning:
         return hash((self.code, self.message))
 
 
-def _load(event: ServerSentEvent) -> dict[str, Any]:
+def _load(event: ServerSentEvent, max_depth: int) -> dict[str, Any]:
+    check_depth(event.data, max_depth, "SSE_PARSE_ERROR", f"a {event.event!r} event")
     try:
         data = json.loads(event.data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise KoineError(
-            f"the gateway sent a {event.event!r} event whose data is not JSON",
+            f"the gateway sent a {event.event!r} event whose data is not JSON (or is nested "
+            "too deeply)",
             "SSE_PARSE_ERROR",
             event.data[:4096],
         ) from None
@@ -92,6 +94,7 @@ class StreamState:
     """What every stream knows: session ids, usage, warnings, error, done."""
 
     __slots__ = (
+        "_max_depth",
         "done",
         "done_info",
         "error",
@@ -101,7 +104,8 @@ class StreamState:
         "warnings",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_depth: int = DEFAULT_LIMITS.max_depth) -> None:
+        self._max_depth = max_depth  # JSON nesting accepted in an event (SSE_PARSE_ERROR past it)
         self.provisional_session_id: str | None = None
         self.session_id: str | None = None  # the resumable id, from ``result``
         self.usage: KoineUsage | None = None
@@ -114,12 +118,12 @@ class StreamState:
         """Handle the events both endpoints share; return False for an event not handled."""
         name = event.event
         if name == "session":
-            sid = _load(event).get("sessionId")
+            sid = _load(event, self._max_depth).get("sessionId")
             if not isinstance(sid, str):
                 raise _shape_error(event, "a sessionId")
             self.provisional_session_id = sid
         elif name == "result":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             sid = data.get("sessionId")
             if not isinstance(sid, str):
                 raise _shape_error(event, "a sessionId")
@@ -129,7 +133,7 @@ class StreamState:
                 raise _shape_error(event, "a valid usage") from None
             self.session_id = sid
         elif name == "error":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             message = data.get("error")
             code = data.get("code")
             self.error = KoineError(
@@ -138,12 +142,12 @@ class StreamState:
                 raw_text=event.data,
             )
         elif name == "warning":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             self.warnings.append(
                 StreamWarning(str(data.get("code", "")), str(data.get("message", "")))
             )
         elif name == "done":
-            self.done_info = _load(event)
+            self.done_info = _load(event, self._max_depth)
             self.done = True
         else:
             return False
@@ -205,12 +209,19 @@ class TextStreamState(StreamState):
     """``/stream``: ``text`` deltas accumulate into the answer (unless ``keep_text=False``:
     then nothing is kept, memory stays flat however long the stream, and :attr:`text` raises)."""
 
-    __slots__ = ("_keep", "_parts")
+    __slots__ = ("_keep", "_max", "_parts", "_size")
 
-    def __init__(self, keep_text: bool = True) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        keep_text: bool = True,
+        max_answer: int | None = None,
+        max_depth: int = DEFAULT_LIMITS.max_depth,
+    ) -> None:
+        super().__init__(max_depth)
         self._parts: list[str] = []
         self._keep = keep_text
+        self._size = 0
+        self._max = max_answer  # characters kept at most (RESPONSE_TOO_LARGE past it)
 
     def feed(self, event: ServerSentEvent) -> str | None:
         """Take one event; return the text delta it carries (``None`` for other events)."""
@@ -230,13 +241,18 @@ class TextStreamState(StreamState):
                     if end != len(data) - 1:
                         text = None
             if text is None:
+                check_depth(data, self._max_depth, "SSE_PARSE_ERROR", "a 'text' event")
                 try:
                     text = json.loads(data)["text"]
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     raise _shape_error(event, "a JSON text field") from None
             if not isinstance(text, str):
                 raise _shape_error(event, "a string text field")
             if self._keep:
+                self._size += len(text)
+                if self._max is not None and self._size > self._max:
+                    self._parts = []
+                    raise too_large("answer", self._max, "characters")
                 self._parts.append(text)
             return text
         self._common(event)
@@ -276,8 +292,8 @@ class ObjectStreamState(StreamState, Generic[T]):
         "raw_text",
     )
 
-    def __init__(self, parser: PartialParser[T]) -> None:
-        super().__init__()
+    def __init__(self, parser: PartialParser[T], max_depth: int = DEFAULT_LIMITS.max_depth) -> None:
+        super().__init__(max_depth)
         self._parser = parser
         self._final: tuple[T] | None = None  # the validated object, once validated
         self._builder = PartialBuilder(parser)
@@ -287,9 +303,11 @@ class ObjectStreamState(StreamState, Generic[T]):
         self.has_object: bool = False
 
     def _show(self, data: Any) -> Any | None:
-        """The partial object for ``data``, or ``None`` when it is the one shown last."""
+        """The partial object for ``data``, or ``None`` when it equals the one shown last (no
+        value is yielded twice in a row; unchanged parts are shared, so the comparison stops
+        at them at once)."""
         partial = self._builder.parse(data)
-        if partial is self.partial:
+        if partial is self.partial or (self.partial is not None and partial == self.partial):
             return None
         self.partial = partial
         return partial
@@ -301,7 +319,7 @@ class ObjectStreamState(StreamState, Generic[T]):
         name = event.event
         if name == "partial-object":
             try:
-                data = _load(event)
+                data = _load(event, self._max_depth)
             except KoineError:
                 self.warnings.append(
                     StreamWarning(
@@ -318,7 +336,7 @@ class ObjectStreamState(StreamState, Generic[T]):
                 return None  # nothing parsed yet
             return self._show(parsed)
         if name == "object":
-            data = _load(event)
+            data = _load(event, self._max_depth)
             if "object" not in data:
                 raise _shape_error(event, "an object field")
             self.object_data = data["object"]
@@ -345,8 +363,7 @@ class ObjectStreamState(StreamState, Generic[T]):
         try:
             final = self._parser.validate_final(self.object_data, self.raw_text)
         except KoineError as exc:
-            exc.usage = self.usage
-            raise
+            raise exc.replace(usage=self.usage) from exc.__cause__
         self._final = (final,)
         return final
 

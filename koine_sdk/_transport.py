@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import random
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import httpx
 
 from ._config import KoineConfig
+from ._response_limits import check_depth, too_large
 from ._sse import ServerSentEvent, SSEDecoder
 from ._version import __version__
 from .errors import KoineError, error_from_response
 
-__all__ = ["MAX_RETRY_AFTER", "Transport", "build_body"]
+__all__ = ["MAX_RETRY_AFTER", "Transport"]
 
 _USER_AGENT = f"koine-sdk-python/{__version__}"
 _MAX_ERROR_BODY = 64 * 1024
@@ -52,57 +52,6 @@ def _ssl_context() -> ssl.SSLContext:
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
-
-
-def build_body(
-    *,
-    prompt: object,
-    system: object = None,
-    session_id: object = None,
-    allowed_tools: object = None,
-    model: object = None,
-    schema: dict[str, Any] | None = None,
-) -> bytes:
-    """The JSON body of a POST: camelCase names, absent fields omitted (never ``null``)."""
-    if not isinstance(prompt, str):
-        raise KoineError(
-            f"prompt must be a string (got {type(prompt).__name__})", "INVALID_ARGUMENT"
-        )
-    body: dict[str, Any] = {"prompt": prompt}
-    for name, wire, value in (
-        ("system", "system", system),
-        ("session_id", "sessionId", session_id),
-        ("model", "model", model),
-    ):
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise KoineError(
-                f"{name} must be a string (got {type(value).__name__})", "INVALID_ARGUMENT"
-            )
-        body[wire] = value
-    if allowed_tools is not None:
-        if isinstance(allowed_tools, str) or not isinstance(allowed_tools, Sequence | set):
-            raise KoineError(
-                "allowed_tools must be a list of tool names such as ['Read', 'Glob'] "
-                f"(got {type(allowed_tools).__name__})",
-                "INVALID_ARGUMENT",
-            )
-        tools: list[str] = []
-        for tool in allowed_tools:  # pyright: ignore[reportUnknownVariableType]
-            if not isinstance(tool, str) or not tool:
-                raise KoineError(
-                    f"allowed_tools holds {tool!r}; tool names are non-empty strings",
-                    "INVALID_ARGUMENT",
-                )
-            tools.append(tool)
-        body["allowedTools"] = tools
-    if schema is not None:
-        body["schema"] = schema
-    try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate: valid JSON only as an escape
-        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class _SlotTransport(httpx.AsyncBaseTransport):
@@ -375,14 +324,33 @@ class Transport:
         response = await self._open(method, path, body, timeout, ok_statuses)
         failure: KoineError | None = None
         content = b""
+        limit = self.config.limits.max_body_bytes
         try:
-            content = await response.aread()
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                failure = too_large(f"body ({int(declared):,} bytes announced)", limit)
+            else:
+                parts: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        failure = too_large("body", limit)
+                        break
+                    parts.append(chunk)
+                content = b"".join(parts)
         except httpx.HTTPError as exc:
             failure = self._translate(exc, during=f"{method} {path}", phase="read")
         finally:
             await response.aclose()
         if failure is not None:  # raised outside the except block: see _translate
             raise failure
+        check_depth(
+            content,
+            self.config.limits.max_depth,
+            "INVALID_RESPONSE",
+            f"the body of {method} {path}",
+        )
         return response.status_code, content
 
     @asynccontextmanager
@@ -418,7 +386,8 @@ class Transport:
     ) -> AsyncIterator[list[ServerSentEvent]]:
         """The events of the body, a non-empty list per network read: one await per read, not
         per event (a read often holds many events)."""
-        decoder = SSEDecoder()
+        limits = self.config.limits
+        decoder = SSEDecoder(max_line=limits.max_line_chars, max_event=limits.max_event_chars)
         chunks = response.aiter_bytes()
         failure: KoineError | None = None
         try:

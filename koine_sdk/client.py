@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 import httpx
 from pydantic import ValidationError
 
-from ._config import KoineConfig
-from ._limits import check_arguments
-from ._partial import parser_for
+from ._config import KoineConfig, shown_url
+from ._objects import parser_for
 from ._repair import repair_prompt
 from ._replay import Replayer, ReplayMode, replay_mode
+from ._request import Endpoint, KoineRequest
 from ._results import StreamObjectResult, StreamTextResult
 from ._streams import ObjectStreamState, TextStreamState
-from ._transport import Transport, build_body
+from ._transport import Transport
 from .errors import KoineError
 from .types import (
     GenerateObjectResult,
@@ -43,7 +43,7 @@ def _usage_in(body: bytes) -> KoineUsage | None:
     try:
         data = json.loads(body)
         return KoineUsage.model_validate(data["usage"]) if isinstance(data, dict) else None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -113,10 +113,15 @@ class KoineClient:
         self._transport = Transport(self.config, max_retries=max_retries, http_client=http_client)
 
     def __repr__(self) -> str:
-        replay = f", replay={self.replay!r}" if self.replay != "off" else ""
-        return (
-            f"KoineClient(base_url={self.config.base_url!r}, model={self.config.model!r}{replay})"
-        )
+        # Never raises, even for a client whose __init__ failed half-way (verbose tracebacks
+        # call repr on it): nothing but the class name is taken for granted.
+        config = getattr(self, "config", None)
+        if config is None:
+            return "KoineClient(<not configured>)"
+        replay = getattr(self, "replay", "off")
+        shown = f", replay={replay!r}" if replay != "off" else ""
+        url = shown_url(getattr(config, "base_url", None))
+        return f"KoineClient(base_url={url!r}, model={getattr(config, 'model', None)!r}{shown})"
 
     @property
     def replay(self) -> ReplayMode:
@@ -147,6 +152,13 @@ class KoineClient:
     def max_retries(self) -> int:
         return self._transport.max_retries
 
+    def _replayer(self, replay: ReplayMode | str | None) -> Replayer:
+        """The record/replay policy of one call: the client's, or ``replay=`` for this call
+        alone (``"off"``: ask the gateway and record nothing, whatever the client's mode)."""
+        if replay is None:
+            return self._replay
+        return self._replay.with_mode(replay_mode(replay))
+
     def _body(
         self,
         path: str,
@@ -159,26 +171,17 @@ class KoineClient:
     ) -> bytes:
         """The request body, after checking the arguments (``INVALID_ARGUMENT``) and that the
         gateway can pass each of them to the CLI (``PROMPT_TOO_LARGE``): nothing is sent
-        otherwise."""
-        model = model if model is not None else self.config.model
-        body = build_body(
+        otherwise (:class:`KoineRequest` builds and checks it)."""
+        return KoineRequest.build(
+            path,
             prompt=prompt,
             system=system,
             session_id=session_id,
             allowed_tools=allowed_tools,
             model=model,
+            default_model=self.config.model,
             schema=schema,
-        )
-        check_arguments(
-            path,
-            prompt=prompt,
-            system=system,
-            session_id=session_id,
-            model=model,
-            tools=allowed_tools,
-            schema=schema,
-        )
-        return body
+        ).body()
 
     # -- text -------------------------------------------------------------------------------
 
@@ -191,6 +194,7 @@ class KoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateTextResult:
         """Generate text from a prompt. ``session_id`` continues an earlier conversation;
         ``allowed_tools`` narrows the CLI tools the gateway allows.
@@ -199,14 +203,15 @@ class KoineClient:
         gateway's slot, but the real gateway lets that CLI run to its end (only streams are
         stopped on disconnect): the tokens are spent anyway."""
         timeout = _check_timeout(timeout)
-        path = "/generate-text"
+        replayer = self._replayer(replay)
+        path = Endpoint.GENERATE_TEXT.path
         body = self._body(path, prompt, system, session_id, allowed_tools, model)
-        recording = self._replay.find(path, body)
+        recording = replayer.find(path, body)
         if recording is not None:
             replayed = recording.text_result()
             if replayed is not None:
                 return replayed
-            self._replay.unusable(path, body, "the recording has no session id and usage")
+            replayer.unusable(path, body, "the recording has no session id and usage")
         started = time.time()
         try:
             _, content = await self._transport.request_json("POST", path, body, timeout=timeout)
@@ -215,9 +220,9 @@ class KoineClient:
             except ValidationError:
                 raise _invalid_response("a generate-text result", content) from None
         except KoineError as exc:
-            self._replay.record_failure(path, body, exc, started=started)
+            replayer.record_failure(path, body, exc, started=started)
             raise
-        key = self._replay.record_answer(
+        key = replayer.record_answer(
             path,
             body,
             answer=result.text,
@@ -238,6 +243,7 @@ class KoineClient:
         model: str | None = None,
         timeout: float | None = None,
         keep_text: bool = True,
+        replay: ReplayMode | str | None = None,
     ) -> StreamTextResult:
         """Stream text as it is written: ``async with koine.stream_text(prompt=...) as r:``
         then ``async for chunk in r.text_stream``; afterwards ``await r.text()``,
@@ -248,9 +254,12 @@ class KoineClient:
         consumer that handles each chunk itself; ``r.text()`` and ``r.received_text`` then raise
         ``INVALID_ARGUMENT``."""
         timeout = _check_timeout(timeout)
-        body = self._body("/stream", prompt, system, session_id, allowed_tools, model)
-        state = TextStreamState(keep_text=keep_text)
-        return StreamTextResult(self._transport, "/stream", body, timeout, state, self._replay)
+        body = self._body(Endpoint.STREAM.path, prompt, system, session_id, allowed_tools, model)
+        limits = self.config.limits
+        state = TextStreamState(keep_text, limits.max_answer_chars, limits.max_depth)
+        return StreamTextResult(
+            self._transport, Endpoint.STREAM.path, body, timeout, state, self._replayer(replay)
+        )
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -265,6 +274,7 @@ class KoineClient:
         model: str | None = None,
         timeout: float | None = None,
         repairs: int = 0,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateObjectResult[T]:
         """Extract an object of ``schema`` (a Pydantic model class, or a type such as
         ``list[Model]``). The object is validated; a mismatch raises ``VALIDATION_ERROR`` with
@@ -281,25 +291,26 @@ class KoineClient:
         its end (see :meth:`generate_text`)."""
         repairs = _check_repairs(repairs)
         timeout = _check_timeout(timeout)
+        replayer = self._replayer(replay)
         parser: Any = parser_for(schema)
         json_schema = parser.json_schema()
-        path = "/generate-object"
+        path = Endpoint.GENERATE_OBJECT.path
         body = self._body(path, prompt, system, session_id, allowed_tools, model, json_schema)
-        recording = self._replay.find(path, body)
+        recording = replayer.find(path, body)
         if recording is not None:
             replayed = recording.object_result(parser)
             if replayed is not None:
                 return replayed
-            self._replay.unusable(path, body, "the recorded answer no longer fits the schema")
+            replayer.unusable(path, body, "the recorded answer no longer fits the schema")
         started = time.time()
         try:
             result, answer = await self._object_attempts(
                 body, parser, system, allowed_tools, model, timeout, repairs
             )
         except KoineError as exc:
-            self._replay.record_failure(path, body, exc, started=started)
+            replayer.record_failure(path, body, exc, started=started)
             raise
-        key = self._replay.record_answer(
+        key = replayer.record_answer(
             path,
             body,
             answer=answer,
@@ -327,30 +338,30 @@ class KoineClient:
         while True:
             try:
                 _, content = await self._transport.request_json(
-                    "POST", "/generate-object", body, timeout=timeout
+                    "POST", Endpoint.GENERATE_OBJECT.path, body, timeout=timeout
                 )
             except KoineError as exc:
                 if attempts:  # a repair failed: the earlier answers were paid all the same
-                    exc.usage = exc.usage or total
-                    exc.attempts = attempts
+                    raise exc.replace(
+                        usage=exc.usage or total, attempts=attempts
+                    ) from exc.__cause__
                 raise
             attempts += 1
             try:
                 wire = _GenerateObjectWire.model_validate_json(content)
             except ValidationError:
                 error = _invalid_response("a generate-object result", content)
-                error.usage = _sum(total, error.usage) if error.usage is not None else total
-                error.attempts = attempts
-                raise error from None
+                usage = _sum(total, error.usage) if error.usage is not None else total
+                raise error.replace(usage=usage, attempts=attempts) from error.__cause__
             total = _sum(total, wire.usage)
             try:
                 obj = parser.validate_final(wire.object, wire.raw_text)
-            except KoineError as exc:
-                exc.usage, exc.attempts = total, attempts
+            except KoineError as invalid:
+                exc = invalid.replace(usage=total, attempts=attempts)
                 if attempts > repairs:
-                    raise
+                    raise exc from invalid.__cause__
                 body = self._body(
-                    "/generate-object",
+                    Endpoint.GENERATE_OBJECT.path,
                     repair_prompt(exc),
                     system,
                     wire.session_id,
@@ -378,6 +389,7 @@ class KoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> StreamObjectResult[T]:
         """Stream an object as its JSON is written: ``async with koine.stream_object(...) as r:``
         then ``async for partial in r.partial_object_stream`` (each a partial view of
@@ -387,15 +399,21 @@ class KoineClient:
         timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
         body = self._body(
-            "/stream-object", prompt, system, session_id, allowed_tools, model, parser.json_schema()
+            Endpoint.STREAM_OBJECT.path,
+            prompt,
+            system,
+            session_id,
+            allowed_tools,
+            model,
+            parser.json_schema(),
         )
         return StreamObjectResult(
             self._transport,
-            "/stream-object",
+            Endpoint.STREAM_OBJECT.path,
             body,
             timeout,
-            ObjectStreamState(parser),
-            self._replay,
+            ObjectStreamState(parser, self.config.limits.max_depth),
+            self._replayer(replay),
         )
 
     # -- health -----------------------------------------------------------------------------

@@ -1,8 +1,13 @@
-"""Errors raised by the SDK: one exception type, :class:`KoineError`, with a ``code``.
+"""Errors raised by the SDK: :class:`KoineError`, with a ``code``, and its categories.
 
 Gateway codes pass through unchanged (``e.code == "CONCURRENCY_LIMIT_ERROR"`` works as the
 gateway documents it); codes the SDK adds for its own failures are listed in :data:`ErrorCode`
-beside them.
+beside them. Each code belongs to a category, a subclass of :class:`KoineError` —
+:class:`KoineConnectionError`, :class:`KoineTimeoutError`, :class:`KoineRateLimitError`,
+:class:`KoineValidationError`, :class:`KoineAuthError`, :class:`KoineResponseError` — so
+``except KoineRateLimitError`` and ``err.retryable`` work; ``KoineError(message, code)`` builds
+the subclass of its code by itself. Errors are values: :meth:`KoineError.replace` makes a
+changed copy instead of mutating one that was raised.
 """
 
 from __future__ import annotations
@@ -14,7 +19,18 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 if TYPE_CHECKING:
     from .types import KoineUsage
 
-__all__ = ["ErrorCode", "KoineError"]
+__all__ = [
+    "KNOWN_ERROR_CODES",
+    "ErrorCode",
+    "KoineAuthError",
+    "KoineConnectionError",
+    "KoineError",
+    "KoineRateLimitError",
+    "KoineResponseError",
+    "KoineTimeoutError",
+    "KoineValidationError",
+    "to_error_code",
+]
 
 ErrorCode = Literal[
     # Sent by the gateway.
@@ -44,12 +60,30 @@ ErrorCode = Literal[
     "NO_SESSION",  # the stream ended properly but without a ``result`` event: no session id
     "NO_OBJECT",  # the object stream ended properly but without an ``object`` event
     "PROMPT_TOO_LARGE",  # one CLI argument would pass the OS limit (caught before sending)
+    "RESPONSE_TOO_LARGE",  # a body, event line, event or answer passed its limit (not read on)
     "CLIENT_CLOSED",  # the client was closed before or during the call
     "REPLAY_MISS",  # strict replay: the request was never recorded (nothing was sent)
     "LEDGER_ERROR",  # the ledger file cannot be opened, read or written
+    # Added by extract (a row's error, never sent to the gateway).
+    "BUDGET_EXCEEDED",  # the run's max_tokens/max_rows would be passed: the row was not sent
+    "INTERRUPTED",  # the run was interrupted before the row finished
+    "NOT_SENT",  # the run stopped (a fatal error) before the row was sent
 ]
 
 _KNOWN_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
+
+KNOWN_ERROR_CODES: frozenset[str] = _KNOWN_CODES
+"""Every code in :data:`ErrorCode` (as in koine-sdk 2.3.0, where the set was smaller: this one
+holds the gateway's codes and every code this SDK and ``extract`` raise)."""
+
+
+def to_error_code(code: str | None, fallback: ErrorCode) -> ErrorCode:
+    """``code`` if it is a known code (:data:`KNOWN_ERROR_CODES`), else ``fallback``
+    (2.3.0's helper, kept for code written against it)."""
+    if code and code in _KNOWN_CODES:
+        return code  # type: ignore[return-value]
+    return fallback
+
 
 _HINTS: dict[str, str] = {
     "AUTH_MISSING": "The gateway got no bearer key: set auth_key (or KOINE_AUTH_KEY).",
@@ -60,6 +94,10 @@ _HINTS: dict[str, str] = {
     "CONCURRENCY_LIMIT_ERROR": (
         "The gateway is busy (its concurrency limit is reached): retry after a pause, or pass "
         "max_retries to the client."
+    ),
+    "RESPONSE_TOO_LARGE": (
+        "The answer passed a size limit and was not read further: raise it with "
+        "KoineConfig(limits=ResponseLimits(...)) only for a gateway you trust."
     ),
     "NOT_FOUND": "No such endpoint: check that base_url points at a Koine gateway.",
     "NETWORK_ERROR": "Could not talk to the gateway: is it running at base_url?",
@@ -94,6 +132,25 @@ class KoineError(Exception):
     usage: KoineUsage | None
     attempts: int | None
 
+    retryable: bool = False
+    """Whether the same request may succeed if sent again later (a busy gateway, a broken
+    connection, a timeout); see each category."""
+
+    def __new__(
+        cls,
+        message: str,
+        code: ErrorCode | str,
+        raw_text: str | None = None,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        usage: KoineUsage | None = None,
+        attempts: int | None = None,
+    ) -> KoineError:
+        # KoineError("...", code) is an instance of the category of its code.
+        target: type[KoineError] = _category(code, status) if cls is KoineError else cls
+        return Exception.__new__(target)
+
     def __init__(
         self,
         message: str,
@@ -113,6 +170,30 @@ class KoineError(Exception):
         self.retry_after = retry_after
         self.usage = usage
         self.attempts = attempts
+
+    @property
+    def fatal(self) -> bool:
+        """Whether every further request to this gateway would fail the same way (a wrong
+        key, a wrong URL, a configuration no request can pass): a run stops at once."""
+        return self.code in _FATAL
+
+    def replace(self, **changes: Any) -> KoineError:
+        """A copy with some fields changed (``usage=``, ``attempts=``, ``message=``, ...): errors
+        are not changed after they are raised."""
+        fields: dict[str, Any] = {
+            "message": self.message,
+            "code": self.code,
+            "raw_text": self.raw_text,
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "usage": self.usage,
+            "attempts": self.attempts,
+        }
+        fields.update(changes)
+        message, code, raw_text = fields.pop("message"), fields.pop("code"), fields.pop("raw_text")
+        copy = KoineError(message, code, raw_text, **fields)
+        copy.__cause__ = self.__cause__  # e.g. pydantic's ValidationError behind a VALIDATION_ERROR
+        return copy
 
     @property
     def hint(self) -> str | None:
@@ -169,14 +250,93 @@ def _rebuild(
     )
 
 
+class KoineConnectionError(KoineError):
+    """The request did not get through: connection refused, reset or closed early, DNS, a
+    client closed meanwhile, or a 5xx from something in front of the gateway (a proxy's 502).
+    Retryable."""
+
+    retryable = True
+
+
+class KoineTimeoutError(KoineError):
+    """No answer (or no next event) in time, or the CLI behind the gateway timed out.
+    Retryable."""
+
+    retryable = True
+
+
+class KoineRateLimitError(KoineError):
+    """The gateway is at its concurrency limit (429); ``retry_after`` says when to try again.
+    Retryable."""
+
+    retryable = True
+
+
+class KoineValidationError(KoineError):
+    """The request's body or the answer's object did not pass validation (400, or a final
+    object that fails your schema). Not retryable as it is."""
+
+
+class KoineAuthError(KoineError):
+    """No key, or a key the gateway refuses (401/403). Not retryable."""
+
+
+class KoineResponseError(KoineError):
+    """The answer is not what the protocol promises: malformed, cut short, too large."""
+
+
+_CATEGORIES: dict[str, type[KoineError]] = {
+    "NETWORK_ERROR": KoineConnectionError,
+    "CLIENT_CLOSED": KoineConnectionError,
+    "REQUEST_TIMEOUT": KoineTimeoutError,
+    "TIMEOUT_ERROR": KoineTimeoutError,
+    "CONCURRENCY_LIMIT_ERROR": KoineRateLimitError,
+    "VALIDATION_ERROR": KoineValidationError,
+    "AUTH_MISSING": KoineAuthError,
+    "AUTH_INVALID": KoineAuthError,
+    "INVALID_RESPONSE": KoineResponseError,
+    "SSE_PARSE_ERROR": KoineResponseError,
+    "STREAM_INCOMPLETE": KoineResponseError,
+    "RESPONSE_TOO_LARGE": KoineResponseError,
+    "NO_USAGE": KoineResponseError,
+    "NO_SESSION": KoineResponseError,
+    "NO_OBJECT": KoineResponseError,
+}
+
+_FATAL: frozenset[str] = frozenset(
+    {"AUTH_MISSING", "AUTH_INVALID", "NOT_FOUND", "INVALID_CONFIG", "NO_TOOLS_AVAILABLE"}
+)
+
+
+def _category(code: str, status: int | None) -> type[KoineError]:
+    if code == "HTTP_ERROR" and status is not None and status >= 500:
+        return KoineConnectionError  # a 5xx without a gateway code: in front of the gateway
+    return _CATEGORIES.get(code, KoineError)
+
+
+_MAX_RETRY_AFTER = 3600.0  # an HTTP date far ahead is capped here (callers cap further)
+
+
 def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header; ``None`` for a date, a negative, NaN or infinity."""
+    """Seconds from a ``Retry-After`` header, given as seconds or as an HTTP date; ``None``
+    for a negative, NaN, infinity or something unreadable."""
     if value is None:
         return None
+    text = value.strip()
     try:
-        seconds = float(value.strip())
+        seconds = float(text)
     except ValueError:
-        return None  # an HTTP date: rare from this gateway; ignored rather than guessed
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        import time
+
+        seconds = min(_MAX_RETRY_AFTER, max(0.0, when.timestamp() - time.time()))
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
@@ -191,7 +351,7 @@ def error_from_response(status: int, body: bytes, headers: Any) -> KoineError:
     if text.strip():
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
     message: str | None = None
     code: str | None = None
@@ -206,10 +366,13 @@ def error_from_response(status: int, body: bytes, headers: Any) -> KoineError:
         raw = payload.get("rawText")  # type: ignore[union-attr]
         if isinstance(raw, str):
             raw_text = raw
+    # The gateway answers 401/403 with its own JSON error; the same status with an HTML page or
+    # nothing comes from something in front of it (a proxy, a firewall): not about the key.
+    gateway_said = isinstance(payload, dict) and message is not None
     if code is None:
-        if status == 401:
+        if status == 401 and gateway_said:
             code = "AUTH_MISSING"
-        elif status == 403:
+        elif status == 403 and gateway_said:
             code = "AUTH_INVALID"
         elif status == 404:
             code = "NOT_FOUND"

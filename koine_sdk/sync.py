@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from ._config import KoineConfig
+from ._config import KoineConfig, shown_url
 from ._loop import LoopThread
 from ._sync_results import SyncStreamObjectResult, SyncStreamTextResult
 from .client import KoineClient
@@ -90,11 +90,15 @@ class SyncKoineClient:
         self._finalizer = weakref.finalize(self, _shut_down, self._runner, self._async)
 
     def __repr__(self) -> str:
-        replay = f", replay={self.replay!r}" if self.replay != "off" else ""
-        return (
-            f"SyncKoineClient(base_url={self.config.base_url!r}, model={self.config.model!r}"
-            f"{replay})"
-        )
+        # Never raises, even for a client whose __init__ failed half-way (verbose tracebacks
+        # call repr on it): nothing but the class name is taken for granted.
+        config = getattr(self, "config", None)
+        if config is None:
+            return "SyncKoineClient(<not configured>)"
+        replay = getattr(self, "replay", "off")
+        shown = f", replay={replay!r}" if replay != "off" else ""
+        url = shown_url(getattr(config, "base_url", None))
+        return f"SyncKoineClient(base_url={url!r}, model={getattr(config, 'model', None)!r}{shown})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         ledger = self.ledger
@@ -199,6 +203,7 @@ class SyncKoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateTextResult:
         """See :meth:`KoineClient.generate_text`."""
         self._check_open()
@@ -210,6 +215,7 @@ class SyncKoineClient:
                 allowed_tools=allowed_tools,
                 model=model,
                 timeout=timeout,
+                replay=replay,
             )
         )
 
@@ -224,6 +230,7 @@ class SyncKoineClient:
         model: str | None = None,
         timeout: float | None = None,
         repairs: int = 0,
+        replay: ReplayMode | str | None = None,
     ) -> GenerateObjectResult[T]:
         """See :meth:`KoineClient.generate_object` (``repairs=`` included)."""
         self._check_open()
@@ -237,6 +244,7 @@ class SyncKoineClient:
                 model=model,
                 timeout=timeout,
                 repairs=repairs,
+                replay=replay,
             )
         )
 
@@ -250,6 +258,7 @@ class SyncKoineClient:
         model: str | None = None,
         timeout: float | None = None,
         keep_text: bool = True,
+        replay: ReplayMode | str | None = None,
     ) -> SyncStreamTextResult:
         """``with koine.stream_text(prompt=...) as r: for chunk in r.text_stream: ...``
         (``keep_text=False``: see :meth:`KoineClient.stream_text`)."""
@@ -262,6 +271,7 @@ class SyncKoineClient:
             model=model,
             timeout=timeout,
             keep_text=keep_text,
+            replay=replay,
         )
         return SyncStreamTextResult(self, self._runner, astream)
 
@@ -275,6 +285,7 @@ class SyncKoineClient:
         allowed_tools: Sequence[str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        replay: ReplayMode | str | None = None,
     ) -> SyncStreamObjectResult[T]:
         """``with koine.stream_object(prompt=..., schema=M) as r:
         for partial in r.partial_object_stream: ...`` (see :meth:`KoineClient.stream_object`)."""
@@ -287,6 +298,7 @@ class SyncKoineClient:
             allowed_tools=allowed_tools,
             model=model,
             timeout=timeout,
+            replay=replay,
         )
         return SyncStreamObjectResult(self, self._runner, astream)
 

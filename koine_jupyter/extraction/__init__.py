@@ -32,23 +32,27 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast, overload
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Unpack, cast, overload
 
 from pydantic import BaseModel
 
-from koine_sdk import KoineConfig
 from koine_sdk.ledger import LedgerSpec, open_ledger, process_ledger
 
 from ._arrow import parquet_schema
-from ._clients import ClientLike, runner_for
+from ._clients import runner_for
 from ._estimate import Estimate
 from ._lazy import is_dask
+from ._options import Clients, OnInterrupt, Options, VerbOptions, invalid
 from ._outcomes import end_sample
-from ._prepare import Call, invalid, prepare, progress_mode
+from ._prepare import Call, prepare
 from ._run import CANCEL_GRACE, Run
 from ._totals import totals
+from ._verbs import Classify, Extract, Generate, Verb, labels_of, needs_text_slot
 
 if TYPE_CHECKING:
+    import enum
+
     import dask.dataframe as dd
     import pandas as pd
 
@@ -56,11 +60,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "Clients",
     "Estimate",
+    "OnInterrupt",
+    "VerbOptions",
+    "aclassify",
     "aextract",
+    "agenerate",
+    "classify",
     "clear_cache",
     "estimate",
     "extract",
+    "generate",
     "history",
     "last_result",
     "parquet_schema",
@@ -72,28 +83,24 @@ DEFAULT_PROMPT = "Extract the requested fields from the following text."
 """The prompt used when none is given; the row's text is appended after a blank line."""
 
 last_result: pd.DataFrame | None = None
-"""The frame of the latest ``extract``/``aextract`` call in this process, also when the call
-was interrupted or stopped by an error (such a cell cannot hand back a value)."""
+"""The frame of the latest verb call (``extract``, ``classify``, ``generate`` or their async
+twins) in this process, also when the call was interrupted or stopped by an error (such a cell
+cannot hand back a value)."""
 
-OnInterrupt = Literal["return", "raise"]
-Clients = ClientLike | KoineConfig | Sequence[ClientLike | KoineConfig]
 _NOT_RETRIED = ("INVALID_ARGUMENT", "BUDGET_EXCEEDED", "INTERRUPTED", "NOT_SENT")
-_CALLS: collections.OrderedDict[str, tuple[Call, LedgerSpec]] = collections.OrderedDict()
+_CALLS: collections.OrderedDict[str, Call] = collections.OrderedDict()
 _CALLS_KEPT = 8
 
 
-def _call(texts: Any, schema: Any, prompt: Any, options: dict[str, Any]) -> Call:
-    return Call(texts, schema, prompt, options)
-
-
-def _remember(run: Run, call: Call, ledger: LedgerSpec) -> None:
+def _remember(run: Run, call: Call) -> None:
     global last_result
     if run.final is None:
         return
     last_result = run.final
-    extract.__dict__["last_result"] = run.final
+    for verb in (extract, classify, generate):
+        verb.__dict__["last_result"] = run.final
     if run.run_id is not None:
-        _CALLS[run.run_id] = (call, ledger)
+        _CALLS[run.run_id] = call
         while len(_CALLS) > _CALLS_KEPT:
             _CALLS.popitem(last=False)
 
@@ -110,10 +117,12 @@ def _announce(message: str) -> None:
     print(message, flush=True)
 
 
-def _run_sync(run: Run, mode: ProgressMode, on_interrupt: str, call: Call, ledger: Any) -> Any:
+def _run_sync(run: Run, mode: ProgressMode, on_interrupt: str, call: Call) -> Any:
     runner = runner_for([r.client for r in run.replicas])
     if _running_loop() is runner.loop():
-        raise invalid("extract() was called on its own loop thread; use aextract() there")
+        raise invalid(
+            f"{call.verb.name}() was called on its own loop thread; use a{call.verb.name}() there"
+        )
     _attach_view(run, mode)
     try:
         return runner.run(run.execute())
@@ -123,7 +132,7 @@ def _run_sync(run: Run, mode: ProgressMode, on_interrupt: str, call: Call, ledge
             raise
         return run.final
     finally:
-        _remember(run, call, ledger)
+        _remember(run, call)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -133,31 +142,59 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _options(**options: Any) -> dict[str, Any]:
-    return options
+def _start(texts: Any, verb: Verb, prompt: str, options: VerbOptions) -> Any:
+    """The one path of the three sync verbs: options checked, then Dask or a pandas run."""
+    o = Options.of(verb.name, **options)
+    verb.check(o)
+    if is_dask(texts):
+        from ._dask import verb_dask
+
+        return verb_dask(texts, verb, prompt, o)
+    call = Call(texts, verb, prompt, o)
+    run = prepare(call, ledger=o.ledger, sample=o.sample)
+    return _run_sync(run, o.mode, o.on_interrupt, call)
+
+
+async def _astart(texts: Any, verb: Verb, prompt: str, options: VerbOptions) -> pd.DataFrame:
+    if "on_interrupt" in options:
+        raise invalid(f"a{verb.name}() takes no on_interrupt: cancelling it raises CancelledError")
+    o = Options.of(f"a{verb.name}", **options)
+    verb.check(o)
+    call = Call(texts, verb, prompt, o)
+    run = prepare(call, ledger=o.ledger, sample=o.sample)
+    _attach_view(run, o.mode)
+    try:
+        return await run.execute()
+    finally:
+        _remember(run, call)
+
+
+def _classify_verb(labels: Any, prompt: Any, reason: Any) -> tuple[Classify, str]:
+    if not isinstance(reason, bool):
+        raise invalid(f"reason must be True or False (got {reason!r})")
+    names = labels_of(labels)
+    from ._verbs import default_classify_prompt
+
+    text = default_classify_prompt(names) if prompt is None else needs_text_slot("classify", prompt)
+    return Classify(names, reason), text
+
+
+def _extract_verb(schema: Any, prompt: Any) -> Extract:
+    if not isinstance(prompt, str):
+        raise invalid(f"prompt must be a string (got {type(prompt).__name__})")
+    return Extract(schema)
 
 
 # fmt: off
 @overload
 def extract(
-    texts: dd.DataFrame | dd.Series, schema: type[BaseModel], prompt: str = ..., *,
-    client: Clients | None = ..., system: str | None = ..., model: str | None = ...,
-    allowed_tools: Sequence[str] | None = ..., timeout: float | None = ...,
-    concurrency: int | None = ..., max_retries: int = ..., max_retry_after: float = ...,
-    max_outage: float = ..., max_rows: int | None = ..., max_tokens: int | None = ...,
-    sample: int = ..., repairs: int = ..., ledger: LedgerSpec = ..., cache: bool = ...,
-    progress: bool | ProgressMode = ..., on_interrupt: OnInterrupt = ...,
+    texts: dd.DataFrame | dd.Series, schema: type[BaseModel], prompt: str = ...,
+    **options: Unpack[VerbOptions],
 ) -> dd.DataFrame: ...
 @overload
 def extract(
     texts: Sequence[str | None] | pd.Series | pd.DataFrame, schema: type[BaseModel],
-    prompt: str = ..., *,
-    client: Clients | None = ..., system: str | None = ..., model: str | None = ...,
-    allowed_tools: Sequence[str] | None = ..., timeout: float | None = ...,
-    concurrency: int | None = ..., max_retries: int = ..., max_retry_after: float = ...,
-    max_outage: float = ..., max_rows: int | None = ..., max_tokens: int | None = ...,
-    sample: int = ..., repairs: int = ..., ledger: LedgerSpec = ..., cache: bool = ...,
-    progress: bool | ProgressMode = ..., on_interrupt: OnInterrupt = ...,
+    prompt: str = ..., **options: Unpack[VerbOptions],
 ) -> pd.DataFrame: ...
 # fmt: on
 
@@ -166,26 +203,12 @@ def extract(
     texts: Any,
     schema: type[BaseModel],
     prompt: str = DEFAULT_PROMPT,
-    *,
-    client: Clients | None = None,
-    system: str | None = None,
-    model: str | None = None,
-    allowed_tools: Sequence[str] | None = None,
-    timeout: float | None = None,
-    concurrency: int | None = None,
-    max_retries: int = 8,
-    max_retry_after: float = 30.0,
-    max_outage: float = 30.0,
-    max_rows: int | None = None,
-    max_tokens: int | None = None,
-    sample: int = 0,
-    repairs: int = 0,
-    ledger: LedgerSpec = None,
-    cache: bool = True,
-    progress: bool | ProgressMode = True,
-    on_interrupt: OnInterrupt = "return",
+    **options: Unpack[VerbOptions],
 ) -> pd.DataFrame | dd.DataFrame:
     """Extract ``schema`` from every text; one row of the result per text.
+
+    The keyword options (:class:`VerbOptions`) are the same for :func:`classify` and
+    :func:`generate`; each is checked before anything is sent.
 
     Args:
         texts: a list of strings, or a pandas Series (e.g. ``df["text"]``, whose index the
@@ -247,108 +270,133 @@ def extract(
     ``max_rows`` and ``max_tokens`` are not available; progress is Dask's. See
     ``docs/dask.md``, :func:`totals` and :func:`parquet_schema`.
     """
-    if on_interrupt not in ("return", "raise"):
-        raise invalid(f"on_interrupt must be 'return' or 'raise' (got {on_interrupt!r})")
-    options = _options(
-        client=client, system=system, model=model, allowed_tools=allowed_tools,
-        timeout=timeout, concurrency=concurrency, max_retries=max_retries,
-        max_retry_after=max_retry_after, max_outage=max_outage, max_rows=max_rows,
-        max_tokens=max_tokens, repairs=repairs, cache=cache,
-    )  # fmt: skip
-    if is_dask(texts):
-        from ._dask import extract_dask
-
-        return extract_dask(
-            texts, schema, prompt, options=options, ledger=ledger, sample=sample, progress=progress
-        )
-    mode = progress_mode(progress)
-    call = _call(texts, schema, prompt, options)
-    check_sample(sample)
-    run = prepare(call, ledger=ledger, sample=sample)
-    return _run_sync(run, mode, on_interrupt, call, ledger)
+    return _start(texts, _extract_verb(schema, prompt), prompt, options)
 
 
 async def aextract(
     texts: Any,
     schema: type[BaseModel],
     prompt: str = DEFAULT_PROMPT,
-    *,
-    client: Clients | None = None,
-    system: str | None = None,
-    model: str | None = None,
-    allowed_tools: Sequence[str] | None = None,
-    timeout: float | None = None,
-    concurrency: int | None = None,
-    max_retries: int = 8,
-    max_retry_after: float = 30.0,
-    max_outage: float = 30.0,
-    max_rows: int | None = None,
-    max_tokens: int | None = None,
-    sample: int = 0,
-    repairs: int = 0,
-    ledger: LedgerSpec = None,
-    cache: bool = True,
-    progress: bool | ProgressMode = True,
+    **options: Unpack[VerbOptions],
 ) -> pd.DataFrame:
     """The async twin of :func:`extract` (same arguments, without ``on_interrupt``).
 
     Cancelling it cancels the requests in flight and re-raises ``CancelledError``; the partial
     frame (unfinished rows: ``INTERRUPTED``) is then in :data:`last_result`.
     """
-    mode = progress_mode(progress)
-    call = _call(texts, schema, prompt, _options(
-        client=client, system=system, model=model, allowed_tools=allowed_tools,
-        timeout=timeout, concurrency=concurrency, max_retries=max_retries,
-        max_retry_after=max_retry_after, max_outage=max_outage, max_rows=max_rows,
-        max_tokens=max_tokens, repairs=repairs, cache=cache,
-    ))  # fmt: skip
-    check_sample(sample)
-    run = prepare(call, ledger=ledger, sample=sample)
-    _attach_view(run, mode)
-    try:
-        return await run.execute()
-    finally:
-        _remember(run, call, ledger)
+    return await _astart(texts, _extract_verb(schema, prompt), prompt, options)
 
 
-def check_sample(sample: Any) -> None:
-    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
-        raise invalid(f"sample must be a whole number >= 0 (got {sample!r})")
+# fmt: off
+@overload
+def classify(
+    texts: dd.DataFrame | dd.Series, labels: Sequence[str] | type[enum.Enum],
+    prompt: str | None = ..., *, reason: bool = ..., **options: Unpack[VerbOptions],
+) -> dd.DataFrame: ...
+@overload
+def classify(
+    texts: Sequence[str | None] | pd.Series | pd.DataFrame,
+    labels: Sequence[str] | type[enum.Enum], prompt: str | None = ..., *, reason: bool = ...,
+    **options: Unpack[VerbOptions],
+) -> pd.DataFrame: ...
+# fmt: on
+
+
+def classify(
+    texts: Any,
+    labels: Sequence[str] | type[enum.Enum],
+    prompt: str | None = None,
+    *,
+    reason: bool = False,
+    **options: Unpack[VerbOptions],
+) -> pd.DataFrame | dd.DataFrame:
+    """Label every text with one of ``labels``; one row of the result per text.
+
+    ``labels`` is a list of distinct strings or an ``Enum`` class (its string values, else its
+    names). The result has a ``label`` column of pandas ``Categorical`` dtype whose categories
+    are exactly the labels (missing where the row failed), ``reason`` (a short ``string``, with
+    ``reason=True``), then ``error``, ``input_tokens``, ``output_tokens``, ``attempts`` and
+    ``answer_from`` as :func:`extract` has them. ``prompt`` must hold ``{text}`` (default: an
+    instruction listing the labels). Every option of :func:`extract` applies (the ledger,
+    resume, replicas, budgets, ``sample``, Dask input, progress); one ``/generate-object``
+    request per distinct text, whose schema allows only the labels.
+
+    Raises:
+        KoineError: ``INVALID_ARGUMENT`` before anything is sent for an empty label list,
+            repeated labels, labels that are not strings or an Enum, a prompt without
+            ``{text}``, or any bad option; otherwise as :func:`extract`.
+    """
+    verb, text = _classify_verb(labels, prompt, reason)
+    return _start(texts, verb, text, options)
+
+
+async def aclassify(
+    texts: Any,
+    labels: Sequence[str] | type[enum.Enum],
+    prompt: str | None = None,
+    *,
+    reason: bool = False,
+    **options: Unpack[VerbOptions],
+) -> pd.DataFrame:
+    """The async twin of :func:`classify` (same arguments, without ``on_interrupt``)."""
+    verb, text = _classify_verb(labels, prompt, reason)
+    return await _astart(texts, verb, text, options)
+
+
+# fmt: off
+@overload
+def generate(
+    texts: dd.DataFrame | dd.Series, prompt: str, **options: Unpack[VerbOptions],
+) -> dd.DataFrame: ...
+@overload
+def generate(
+    texts: Sequence[str | None] | pd.Series | pd.DataFrame, prompt: str,
+    **options: Unpack[VerbOptions],
+) -> pd.DataFrame: ...
+# fmt: on
+
+
+def generate(
+    texts: Any, prompt: str, **options: Unpack[VerbOptions]
+) -> pd.DataFrame | dd.DataFrame:
+    """Free text for every text: one ``/generate-text`` request per distinct prompt.
+
+    ``prompt`` must hold ``{text}`` (where each row's text goes). The result has a ``text``
+    column (``string`` dtype; missing where the row failed), then ``error``, ``input_tokens``,
+    ``output_tokens``, ``attempts`` and ``answer_from``. Every option of :func:`extract` applies
+    (``system=``, ``model=``, the ledger, resume, replicas, budgets, Dask input) except
+    ``repairs`` (there is no schema to repair against).
+    """
+    return _start(texts, Generate(), needs_text_slot("generate", prompt), options)
+
+
+async def agenerate(texts: Any, prompt: str, **options: Unpack[VerbOptions]) -> pd.DataFrame:
+    """The async twin of :func:`generate` (same arguments, without ``on_interrupt``)."""
+    return await _astart(texts, Generate(), needs_text_slot("agenerate", prompt), options)
 
 
 def estimate(
     texts: Any,
     schema: type[BaseModel],
     prompt: str = DEFAULT_PROMPT,
-    *,
-    sample: int = 10,
-    ledger: LedgerSpec = None,
-    progress: bool | ProgressMode = False,
-    **options: Any,
+    **options: Unpack[VerbOptions],
 ) -> Estimate:
     """Send ``sample`` rows (spread over the input) and project the tokens of all rows.
 
     Takes the arguments of :func:`extract`. The sampled answers go to the ledger, so the
     extract that follows does not pay for them again; rows already answered in the ledger are
     not counted as still to send (and, when nothing new needs sending, their recorded usage
-    is the measure). ``print(estimate(...))`` reads well; the numbers are attributes."""
-    check_sample(sample)
-    if sample < 1:
+    is the measure). ``sample`` defaults to 10 and ``progress`` to ``False`` here.
+    ``print(estimate(...))`` reads well; the numbers are attributes."""
+    given: VerbOptions = {"sample": 10, "progress": False, **options}
+    o = Options.of("estimate", **given)
+    if o.sample < 1:
         raise invalid("sample must be at least 1 for an estimate")
-    defaults = _options(
-        client=None, system=None, model=None, allowed_tools=None, timeout=None,
-        concurrency=None, max_retries=8, max_retry_after=30.0, max_outage=30.0,
-        max_rows=None, max_tokens=None, repairs=0, cache=True,
-    )  # fmt: skip
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise invalid(f"estimate() got unknown argument(s) {unknown}")
-    call = _call(texts, schema, prompt, {**defaults, **options})
-    run = prepare(call, ledger=ledger, sample=sample, stop_after_sample=True)
-    run.limits = run.limits.__class__(
-        run.limits.max_retries, run.limits.max_retry_after, None, None
-    )  # the sample is what is asked for: no budget applies to it
-    _run_sync(run, progress_mode(progress), "raise", call, ledger)
+    # the sample is what is asked for: no budget applies to it
+    o = replace(o, max_rows=None, max_tokens=None)
+    call = Call(texts, _extract_verb(schema, prompt), prompt, o)
+    run = prepare(call, ledger=o.ledger, sample=o.sample, stop_after_sample=True)
+    _run_sync(run, o.mode, "raise", call)
     if run.estimate is None:  # nothing to sample: every row answered or invalid
         end_sample(run)
     assert run.estimate is not None
@@ -370,7 +418,9 @@ def retry_failed(
     calls of this process (their arguments are kept in memory, not in the ledger)."""
     frame = result if result is not None else last_result
     if frame is None:
-        raise invalid("retry_failed() needs the frame of an extract call (none ran yet)")
+        raise invalid(
+            "retry_failed() needs the frame of an extract, classify or generate call (none ran yet)"
+        )
     if is_dask(frame) or "group" in frame.attrs.get("koine", {}):
         raise invalid(
             "this is the result of extract on Dask input: compute that extraction again (rows "
@@ -383,7 +433,7 @@ def retry_failed(
             "retry_failed() does not know the call that made this frame (only the last "
             f"{_CALLS_KEPT} calls of this process are kept); run extract(...) again instead"
         )
-    call, ledger = known
+    call = known
     errors: list[Any] = cast(Any, frame)["error"].tolist()
 
     def failed(pos: int) -> bool:
@@ -394,9 +444,11 @@ def retry_failed(
         error = errors[pos]
         return error if isinstance(error, str) else None
 
-    call = Call(call.texts, call.schema, call.prompt, {**call.options, "cache": True})
-    run = prepare(call, ledger=ledger, only=failed, carried=carried)
-    return _run_sync(run, progress_mode(progress), on_interrupt, call, ledger)
+    o = Options.of("retry_failed", progress=progress, on_interrupt=on_interrupt)
+    options = replace(call.options, cache=True, progress=o.progress, on_interrupt=o.on_interrupt)
+    call = Call(call.texts, call.verb, call.prompt, options)
+    run = prepare(call, ledger=options.ledger, only=failed, carried=carried)
+    return _run_sync(run, options.mode, options.on_interrupt, call)
 
 
 def history(
@@ -426,4 +478,5 @@ def clear_cache() -> None:
     process_ledger().clear()
 
 
-extract.__dict__["last_result"] = None
+for _verb in (extract, classify, generate):
+    _verb.__dict__["last_result"] = None

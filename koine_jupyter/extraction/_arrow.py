@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 
 from ._columns import Column, schema_columns, unwrap
-from ._dask import schema_of
+from ._dask import known_group, schema_of
 from ._prepare import invalid
 from ._totals import group_of
 
@@ -100,14 +100,20 @@ def parquet_schema(result: Any) -> Any:
 
     found = group_of(result)
     model = schema_of(found[0]) if found is not None else None
-    if model is None:
+    if found is None or not known_group(found[0]):
         raise invalid(
             "parquet_schema() takes the lazy frame that extract() returned for Dask input, in "
             "the process that called extract()"
         )
     meta: Any = result._meta
-    objects = [c for c in schema_columns(model)[0] if c.kind == "object" and c.name in meta]
-    types: dict[str, Any] = {c.name: arrow_type(_annotation(model, c)) for c in objects}
+    objects = (
+        [c for c in schema_columns(model)[0] if c.kind == "object" and c.name in meta]
+        if model is not None
+        else []
+    )
+    types: dict[str, Any] = {
+        c.name: arrow_type(_annotation(model, c)) for c in objects if model is not None
+    }
     bad = sorted(name for name, tp in types.items() if tp is None)
     if bad:
         raise invalid(

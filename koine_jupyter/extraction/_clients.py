@@ -17,6 +17,7 @@ __all__ = [
     "Runner",
     "call_on_home",
     "generate_object",
+    "generate_text",
     "make_client",
     "runner_for",
     "wire_schema",
@@ -79,6 +80,7 @@ async def generate_object(
     allowed_tools: Sequence[str] | None,
     timeout: float | None,
     repairs: int,
+    replay: str | None = None,
 ) -> Any:
     """One ``generate_object`` where the client lives. The extraction writes every answer to
     its ledger itself (with its run): a client in ``record``/``replay`` mode does not write it a
@@ -94,6 +96,33 @@ async def generate_object(
                 allowed_tools=allowed_tools,
                 timeout=timeout,
                 repairs=repairs,
+                replay=replay,
+            )
+
+    return await call_on_home(client, call)
+
+
+async def generate_text(
+    client: ClientLike,
+    *,
+    prompt: str,
+    system: str | None,
+    model: str | None,
+    allowed_tools: Sequence[str] | None,
+    timeout: float | None,
+    replay: str | None = None,
+) -> Any:
+    """One ``generate_text`` where the client lives (the run writes the ledger itself)."""
+
+    async def call(c: KoineClient) -> Any:
+        with recorded_by_caller():
+            return await c.generate_text(
+                prompt=prompt,
+                system=system,
+                model=model,
+                allowed_tools=allowed_tools,
+                timeout=timeout,
+                replay=replay,
             )
 
     return await call_on_home(client, call)

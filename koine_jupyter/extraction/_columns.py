@@ -27,13 +27,14 @@ __all__ = ["RESERVED", "Column", "flatten", "frame", "schema_columns", "unwrap"]
 RESERVED = ("error", "input_tokens", "output_tokens", "attempts", "answer_from")
 """The result's own columns, after the schema's."""
 
-Kind = Literal["int", "float", "bool", "str", "object"]
+Kind = Literal["int", "float", "bool", "str", "object", "category"]
 _DTYPES: dict[Kind, str] = {
     "int": "Int64",
     "float": "Float64",
     "bool": "boolean",
     "str": "string",
     "object": "object",
+    "category": "category",
 }
 
 
@@ -42,6 +43,8 @@ class Column:
     name: str
     path: tuple[str, ...]
     kind: Kind
+    categories: tuple[str, ...] = ()
+    """For ``kind == "category"``: the categories, in order (a pandas ``Categorical``)."""
 
 
 def unwrap(tp: Any) -> Any:
@@ -140,9 +143,11 @@ def schema_columns(schema: Any) -> tuple[list[Column], str]:
     return columns, schema_json
 
 
-def series(values: list[Any], kind: Kind, index: Any) -> Any:
+def series(values: list[Any], kind: Kind, index: Any, categories: Sequence[str] = ()) -> Any:
     import pandas as pd
 
+    if kind == "category":
+        return pd.Series(values, index=index, dtype=pd.CategoricalDtype(list(categories)))
     return pd.Series(values, index=index, dtype=_DTYPES[kind])
 
 
@@ -170,7 +175,7 @@ def frame(
     blank: tuple[Any, ...] = (None,) * len(columns)
     rows = [v if v is not None else blank for v in values]
     for i, col in enumerate(columns):
-        data[col.name] = series([r[i] for r in rows], col.kind, index)
+        data[col.name] = series([r[i] for r in rows], col.kind, index, col.categories)
     data["error"] = series([e.error for e in extras], "str", index)
     data["input_tokens"] = series([e.input_tokens for e in extras], "int", index)
     data["output_tokens"] = series([e.output_tokens for e in extras], "int", index)

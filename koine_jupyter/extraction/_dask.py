@@ -19,7 +19,7 @@ import collections
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
@@ -28,18 +28,20 @@ from koine_sdk import KoineClient, KoineConfig, KoineError, SyncKoineClient
 from koine_sdk.ledger import Ledger
 
 from ._clients import PRIVATE_LOOP
-from ._columns import frame, schema_columns
+from ._columns import frame
 from ._leases import leases_here
-from ._prepare import Call, check_count, check_seconds, invalid, prepare, progress_mode
+from ._options import Options, invalid
+from ._prepare import Call, prepare
+from ._verbs import Verb
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
 
-__all__ = ["PartitionJob", "extract_dask", "schema_of"]
+__all__ = ["PartitionJob", "schema_of", "verb_dask"]
 
 TASK_NAME = "koine-extract"  # the tasks' name in the dashboard and the progress bars
-_SCHEMAS: collections.OrderedDict[str, type[BaseModel]] = collections.OrderedDict()
+_SCHEMAS: collections.OrderedDict[str, Verb] = collections.OrderedDict()
 _SCHEMAS_KEPT = 32
 
 WorkerLedger = str | bool | None
@@ -48,8 +50,15 @@ process's memory) or an absolute file path (opened by each worker)."""
 
 
 def schema_of(group: str) -> type[BaseModel] | None:
-    """The schema of a recent Dask ``extract`` of this process, by its group id."""
-    return _SCHEMAS.get(group)
+    """The schema of a recent Dask verb call of this process, by its group id (``None`` for a
+    verb without one, such as ``generate``)."""
+    verb = _SCHEMAS.get(group)
+    schema = getattr(verb, "schema", None)
+    return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+
+
+def known_group(group: str) -> bool:
+    return group in _SCHEMAS
 
 
 def _configs(client: Any) -> list[KoineConfig] | None:
@@ -91,45 +100,31 @@ def _worker_ledger(ledger: Any) -> WorkerLedger:
     )
 
 
-def _refuse(options: dict[str, Any], sample: int, progress: Any) -> None:
-    if sample:
+def _refuse(options: Options) -> None:
+    if options.sample:
         raise invalid(
             "sample= is not available with Dask input; estimate on a sample of it first, e.g. "
             "estimate(ddf['text'].head(1000), ...)"
         )
     for name in ("max_rows", "max_tokens"):
-        if options.get(name) is not None:
+        if getattr(options, name) is not None:
             raise invalid(
                 f"{name}= is not available with Dask input (each partition runs on its own); "
                 "extract a slice of it, e.g. ddf.partitions[:10], to bound the spend"
             )
-    if progress_mode(progress) not in ("auto", "none"):
+    if options.mode not in ("auto", "none"):
         raise invalid(
             "with Dask input the progress is Dask's (the dashboard, distributed.progress, "
             "dask.diagnostics.ProgressBar); progress= takes only True or False"
         )
 
 
-def extract_dask(
-    texts: Any,
-    schema: type[BaseModel],
-    prompt: Any,
-    *,
-    options: dict[str, Any],
-    ledger: Any,
-    sample: int,
-    progress: Any,
-) -> dd.DataFrame:
-    """The lazy result of ``extract`` for a Dask DataFrame (of one column) or Series."""
-    columns, _ = schema_columns(schema)
+def verb_dask(texts: Any, verb: Verb, prompt: Any, options: Options) -> dd.DataFrame:
+    """The lazy result of a verb for a Dask DataFrame (of one column) or Series."""
+    columns = verb.columns()
     if not isinstance(prompt, str):
         raise invalid(f"prompt must be a string (got {type(prompt).__name__})")
-    check_count("concurrency", options["concurrency"], 1)
-    for name in ("max_retries", "repairs"):
-        check_count(name, options[name], 0)
-    for name in ("max_retry_after", "max_outage"):
-        check_seconds(name, options[name])
-    _refuse(options, sample, progress)
+    _refuse(options)
     import dask.dataframe as dd
 
     source: Any = texts
@@ -142,14 +137,14 @@ def extract_dask(
             )
         source = cast(Any, source)[names[0]]
     job = PartitionJob(
-        schema=schema,
+        verb=verb,
         prompt=prompt,
-        options={**options, "client": _configs(options["client"])},
-        ledger=_worker_ledger(ledger),
+        options=replace(options, client=_configs(options.client), ledger=None, progress=False),
+        ledger=_worker_ledger(options.ledger),
     )
     meta: Any = frame(columns, [], [], source._meta.index)
     meta.attrs = job.attrs()
-    _SCHEMAS[job.group] = schema
+    _SCHEMAS[job.group] = verb
     while len(_SCHEMAS) > _SCHEMAS_KEPT:
         _SCHEMAS.popitem(last=False)
     lazy: dd.DataFrame = source.map_partitions(job, meta=meta, token=TASK_NAME)
@@ -162,9 +157,9 @@ class PartitionJob:
 
     ``group`` ties the partitions' runs together in the ledgers (``totals``)."""
 
-    schema: type[BaseModel]
+    verb: Verb
     prompt: str
-    options: dict[str, Any]
+    options: Options
     ledger: WorkerLedger
     group: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -181,7 +176,7 @@ class PartitionJob:
             cast(dict[str, Any], info).get("number") if isinstance(info, dict) else None
         )
         tags = {"dask": {"group": self.group, "partition": number}}
-        call = Call(part, self.schema, self.prompt, dict(self.options))
+        call = Call(part, self.verb, self.prompt, self.options)
         run = prepare(call, ledger=self.ledger, tags=tags)
         leases = leases_here()
         run.gate = leases

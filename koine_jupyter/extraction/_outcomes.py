@@ -6,42 +6,81 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from koine_sdk import KoineError
 from koine_sdk.ledger import LedgerWarning, process_ledger
 
-from ._columns import flatten
+from ._decide import Done, Facts, Fail, Requeue, decide, is_connection_trouble
 from ._estimate import project
 from ._replica import Replica
-from ._state import FROM_DUPLICATE, FROM_REQUEST, Unit
+from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_NOT_SENT, FROM_REQUEST, Unit
 
 if TYPE_CHECKING:
-    from ._run import Run
+    import asyncio
+    import collections
 
-__all__ = ["FATAL_CODES", "describe", "end_sample", "handle", "is_connection_trouble"]
+    from koine_sdk.ledger import Ledger, RequestShape
 
-FATAL_CODES = frozenset(
-    {"AUTH_MISSING", "AUTH_INVALID", "NOT_FOUND", "INVALID_CONFIG", "NO_TOOLS_AVAILABLE"}
+    from ._estimate import Estimate
+    from ._state import Rows
+    from ._verbs import Verb
+
+__all__ = ["RunState", "describe", "end_sample", "handle", "is_connection_trouble"]
+
+
+class _Limits(Protocol):
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def max_retry_after(self) -> float: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+
+
+class RunState(Protocol):
+    """What applying an outcome reads and changes of a run (``_run.Run`` has it): declared
+    here so that this module needs nothing from the scheduler (no import cycle)."""
+
+    rows: Rows
+    verb: Verb
+    replicas: list[Replica]
+    queue: collections.deque[Unit]
+    later: list[Unit]
+    ledger: Ledger
+    shape: RequestShape
+    run_id: str | None
+    ledger_warned: bool
+    throttled: int
+    input_tokens: int
+    output_tokens: int
+    sampling: bool
+    sample_usage: list[tuple[int, int]]
+    sample_seconds: list[float]
+    ledger_usage: list[tuple[int, int]]
+    estimate: Estimate | None
+    stop_after_sample: bool
+    announce: Callable[[str], None] | None
+    budget_hit: str | None
+    stop_error: KoineError | None
+    fatal: KoineError | None
+    wake: asyncio.Event | None
+
+    @property
+    def limits(self) -> _Limits: ...
+
+
+_BEFORE_SENDING = frozenset(
+    {"REPLAY_MISS", "INVALID_ARGUMENT", "PROMPT_TOO_LARGE", "CLIENT_CLOSED"}
 )
-"""Errors that every further request would get too: the run stops at once."""
-DEFAULT_429_WAIT = 1.0  # seconds, when a 429 comes without Retry-After (doubles per 429)
-ROW_CONNECTION_FAILURES = 3  # a row that breaks the connection this often (no outage) fails
+"""Codes a client raises before a request leaves the process."""
 
 
 def describe(exc: BaseException) -> str:
     if isinstance(exc, KoineError):
         return f"{exc.code}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def is_connection_trouble(exc: KoineError) -> bool:
-    if exc.code in ("NETWORK_ERROR", "CLIENT_CLOSED"):
-        return True
-    # A 5xx without a gateway code came from something in front of (or instead of) the gateway.
-    return exc.code == "HTTP_ERROR" and exc.status is not None and exc.status >= 500
 
 
 def _usage_of(obj: Any) -> tuple[int, int] | None:
@@ -52,85 +91,104 @@ def _usage_of(obj: Any) -> tuple[int, int] | None:
 
 
 def handle(
-    run: Run, unit: Unit, replica: Replica, level: int, result: Any, error: BaseException | None
+    run: RunState,
+    unit: Unit,
+    replica: Replica,
+    level: int,
+    result: Any,
+    error: BaseException | None,
 ) -> None:
+    """Decide (:func:`._decide.decide`, pure) and apply the decision: the one place where a
+    finished request changes the run, the row and the gateway."""
     now = time.monotonic()
-    if error is None:
-        succeeded(run, unit, replica, result)
-        return
-    if isinstance(error, KoineError) and error.code in FATAL_CODES:
+    facts = Facts(
+        error=error,
+        throttled=unit.throttled,
+        isolated_failures=unit.isolated_failures,
+        healthy_when_sent=not replica.in_outage or unit.sent_at < (replica.outage_started or 0.0),
+        other_replicas=any(not r.dead for r in run.replicas if r is not replica),
+        max_retries=run.limits.max_retries,
+        max_retry_after=run.limits.max_retry_after,
+    )
+    decision = decide(facts)
+    # the gateway
+    if decision.replica == "success":
+        replica.on_success(unit.sent_at)
+    elif decision.replica == "answer":
+        replica.on_answer(unit.sent_at)
+    elif decision.replica == "cool":
+        replica.on_throttled(now, level, decision.wait)
+    elif decision.replica == "connection":
+        assert error is not None
+        replica.on_connection_failure(now, unit.sent_at, describe(error))
+    elif decision.replica == "out":
+        assert error is not None
         replica.dead = True
         replica.last_error = describe(error)
-        if all(r.dead for r in run.replicas):
-            run.fatal = error
-            run.rows.finish_all(unit.positions, describe(error))
-            if run.wake is not None:
-                run.wake.set()
-        else:
-            unit.avoid.add(replica.number)
-            run.queue.appendleft(unit)
-        return
-    if isinstance(error, KoineError) and error.code == "CONCURRENCY_LIMIT_ERROR":
+    # the counters
+    if decision.throttled:
         run.throttled += 1
         unit.throttled += 1
-        if error.retry_after is not None:
-            wait = error.retry_after
-        else:
-            wait = DEFAULT_429_WAIT * 2 ** min(unit.throttled - 1, 6)
-        replica.on_throttled(now, level, min(run.limits.max_retry_after, max(0.0, wait)))
-        if unit.throttled > run.limits.max_retries:
-            failed(run, unit, error, record=False)
-        else:
+    if decision.isolated:
+        unit.isolated_failures += 1
+    # the row
+    row = decision.row
+    if isinstance(row, Done):
+        succeeded(run, unit, result, replica)
+    elif isinstance(row, Requeue):
+        if row.avoid:
+            unit.avoid.add(replica.number)
+        if row.front:
             run.queue.appendleft(unit)
-        return
-    if isinstance(error, KoineError) and is_connection_trouble(error):
-        healthy_when_sent = not replica.in_outage or unit.sent_at < (replica.outage_started or 0.0)
-        replica.on_connection_failure(now, unit.sent_at, describe(error))
-        unit.avoid.add(replica.number)
-        if healthy_when_sent:
-            unit.isolated_failures += 1
-        if unit.isolated_failures > ROW_CONNECTION_FAILURES:
-            failed(run, unit, error, record=False)
         else:
-            run.queue.append(unit)  # at the back: the next probe is another row
-        return
-    if isinstance(error, KoineError) and error.code == "REPLAY_MISS":
-        failed(run, unit, error, record=False)  # nothing was sent, nothing to write down
-        return
-    replica.on_answer(unit.sent_at)
-    failed(run, unit, error, record=True)
+            run.queue.append(unit)
+    elif isinstance(row, Fail):
+        failed(run, unit, row.error, record=row.record)
+    else:
+        run.fatal = row.error
+        run.rows.finish_all(unit.positions, describe(row.error))
+        if run.wake is not None:
+            run.wake.set()
 
 
-def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
-    replica.on_success(unit.sent_at)
-    tokens = _usage_of(result) or (0, 0)
-    attempts = int(getattr(result, "attempts", 1))
+def succeeded(run: RunState, unit: Unit, result: Any, replica: Replica) -> None:
+    # A client in replay mode may answer from its ledger: nothing was paid now, the answer is
+    # already recorded there, and the row says where it came from.
+    replayed = getattr(result, "source", "live") == "replay"
+    tokens = (0, 0) if replayed else (_usage_of(result) or (0, 0))
+    attempts = 0 if replayed else int(getattr(result, "attempts", 1))
     run.input_tokens += tokens[0]
     run.output_tokens += tokens[1]
     finished = time.time()
-    if run.sampling:
+    if run.sampling and not replayed:
         run.sample_usage.append(tokens)
         run.sample_seconds.append(finished - (unit.started or finished))
-    obj = result.object
-    write(
-        run,
-        unit,
-        status="ok",
-        answer=obj.model_dump_json(by_alias=True) if isinstance(obj, BaseModel) else None,
-        raw_text=getattr(result, "raw_text", None),
-        input_tokens=tokens[0],
-        output_tokens=tokens[1],
-        session_id=getattr(result, "session_id", None),
-        attempts=attempts,
-        started=unit.started,
-        finished=finished,
-    )
-    values = flatten(obj, run.rows.columns)
+    if not replayed:
+        answer, raw_text = run.verb.answer(result)
+        write(
+            run,
+            unit,
+            status="ok",
+            answer=answer,
+            raw_text=raw_text,
+            answered_by=replica.client.config.model,  # the replica's own (default) model
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            session_id=getattr(result, "session_id", None),
+            attempts=attempts,
+            started=unit.started,
+            finished=finished,
+        )
+    values = run.verb.values(result)
     first = True
     for pos in unit.positions:
         if first:
             run.rows.finish(
-                pos, values=values, tokens=tokens, attempts=attempts, answer_from=FROM_REQUEST
+                pos,
+                values=values,
+                tokens=tokens,
+                attempts=attempts,
+                answer_from=FROM_LEDGER if replayed else FROM_REQUEST,
             )
             first = False
         else:
@@ -139,11 +197,11 @@ def succeeded(run: Run, unit: Unit, replica: Replica, result: Any) -> None:
                 values=_copy(values),
                 tokens=(0, 0),
                 attempts=attempts,
-                answer_from=FROM_DUPLICATE,
+                answer_from=FROM_LEDGER if replayed else FROM_DUPLICATE,
             )
 
 
-def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
+def failed(run: RunState, unit: Unit, error: BaseException, *, record: bool) -> None:
     tokens = _usage_of(error)
     attempts = getattr(error, "attempts", None)
     if tokens is not None:
@@ -167,6 +225,8 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
             finished=time.time(),
         )
     text = describe(error)
+    # refused before anything left this process: the row says so (no request was made)
+    unsent = isinstance(error, KoineError) and error.code in _BEFORE_SENDING
     first = True
     for pos in unit.positions:
         run.rows.finish(
@@ -174,12 +234,12 @@ def failed(run: Run, unit: Unit, error: BaseException, *, record: bool) -> None:
             error=text,
             tokens=(tokens if first else (0, 0)) if tokens is not None else None,
             attempts=int(attempts) if attempts is not None else None,
-            answer_from=FROM_REQUEST if first else FROM_DUPLICATE,
+            answer_from=FROM_NOT_SENT if unsent else FROM_REQUEST if first else FROM_DUPLICATE,
         )
         first = False
 
 
-def write(run: Run, unit: Unit, **outcome: Any) -> None:
+def write(run: RunState, unit: Unit, **outcome: Any) -> None:
     """Commit one finished request; a ledger that fails mid-run is swapped for the
     process's in-memory one (with a warning), never the run's end."""
     try:
@@ -199,7 +259,7 @@ def write(run: Run, unit: Unit, **outcome: Any) -> None:
             pass
 
 
-def end_sample(run: Run) -> None:
+def end_sample(run: RunState) -> None:
     """The sample is done: project the tokens of all rows, announce it, and stop (budget) or
     queue the rest."""
     run.sampling = False

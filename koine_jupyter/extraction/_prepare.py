@@ -1,4 +1,4 @@
-"""From the arguments of ``extract`` to a ready :class:`Run`: checks (nothing is sent when an
+"""From the arguments of a verb call to a ready :class:`Run`: checks (nothing is sent when an
 argument is unusable), the rows and their prompts, the gateways, and the ledger's answers."""
 
 from __future__ import annotations
@@ -7,65 +7,37 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from pydantic import BaseModel, ValidationError
+from koine_sdk import (
+    KoineClient,
+    KoineConfig,
+    KoineError,
+    KoineRequest,
+    SyncKoineClient,
+    create_koine,
+)
+from koine_sdk.ledger import LedgerSpec, LedgerWarning, open_ledger, process_ledger
 
-from koine_sdk import KoineClient, KoineConfig, KoineError, SyncKoineClient, create_koine
-from koine_sdk.ledger import LedgerSpec, LedgerWarning, RequestShape, open_ledger, process_ledger
-
-from ._clients import ClientLike, make_client, wire_schema
-from ._columns import flatten, schema_columns
+from ._clients import ClientLike, make_client
 from ._lazy import is_dask
+from ._options import Options, invalid, progress_mode
 from ._replica import Replica
-from ._run import Limits, Request, Run
-from ._state import FROM_LEDGER, Rows, Unit
+from ._run import Limits, Run
+from ._state import FROM_LEDGER, FROM_NOT_SENT, Rows, Unit
+from ._verbs import Verb
 
-if TYPE_CHECKING:
-    from koine_jupyter.views.progress import ProgressMode
-
-__all__ = ["ENDPOINT", "Call", "invalid", "prepare", "progress_mode", "render"]
-
-ENDPOINT = "/generate-object"
-
-
-def invalid(message: str) -> KoineError:
-    return KoineError(message, "INVALID_ARGUMENT")
+__all__ = ["Call", "invalid", "prepare", "progress_mode", "render"]
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """The arguments of one extract call, checked (kept for ``retry_failed``)."""
+    """The arguments of one verb call, checked (kept for ``retry_failed``)."""
 
     texts: Any
-    schema: type[BaseModel]
+    verb: Verb
     prompt: str
-    options: dict[str, Any]
-
-
-def check_count(name: str, value: Any, minimum: int) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise invalid(f"{name} must be a whole number >= {minimum} (got {value!r})")
-
-
-def check_seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (value >= 0):
-        raise invalid(f"{name} must be a number of seconds >= 0 (got {value!r})")
-    return float(value)
-
-
-def progress_mode(progress: Any) -> ProgressMode:
-    if progress is True:
-        return "auto"
-    if progress is False or progress is None:
-        return "none"
-    if progress in ("auto", "widget", "markdown", "text", "none"):
-        return progress
-    raise invalid(
-        f"progress must be True, False, 'widget', 'markdown' or 'text' (got {progress!r})"
-    )
+    options: Options
 
 
 def texts_of(texts: Any) -> tuple[list[str | None], Any]:
@@ -140,28 +112,6 @@ def clients_of(client: Any) -> tuple[list[ClientLike], list[KoineClient]]:
     return out, own
 
 
-def _body(
-    schema: type[BaseModel], system: str | None, model: str | None, tools: Sequence[str] | None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"schema": wire_schema(schema)}
-    if system is not None:
-        body["system"] = system
-    if model is not None:
-        body["model"] = model
-    if tools is not None:
-        body["allowedTools"] = list(tools)
-    return body
-
-
-def _from_ledger(schema: type[BaseModel], answer: str | None) -> BaseModel | None:
-    if answer is None:
-        return None
-    try:
-        return schema.model_validate_json(answer)
-    except ValidationError:
-        return None  # recorded under an older version of the model's validators: ask again
-
-
 def prepare(
     call: Call,
     *,
@@ -176,50 +126,66 @@ def prepare(
 
     ``only(pos)``: send only these rows (others are answered from the ledger, else keep the
     error ``carried(pos)``). ``tags`` join the run's parameters in the ledger."""
-    o = call.options
-    schema, prompt = call.schema, call.prompt
-    columns, _ = schema_columns(schema)
+    o, verb, prompt = call.options, call.verb, call.prompt
     if not isinstance(prompt, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise invalid(f"prompt must be a string (got {type(prompt).__name__})")
-    for name in ("concurrency",):
-        check_count(name, o["concurrency"], 1)
-    for name in ("max_retries", "max_rows", "max_tokens", "repairs"):
-        check_count(name, o[name], 0)
-    max_retry_after = check_seconds("max_retry_after", o["max_retry_after"])
-    max_outage = check_seconds("max_outage", o["max_outage"])
+    verb.check(o)
+    columns = verb.columns()
     texts, index = texts_of(call.texts)
     book = open_ledger(ledger)
-    clients, own = clients_of(o["client"])
-    tools = tuple(o["allowed_tools"]) if o["allowed_tools"] is not None else None
-    model = o["model"] if o["model"] is not None else clients[0].config.model
-    shape = RequestShape.of(ENDPOINT, _body(schema, o["system"], model, tools))
+    clients, own = clients_of(o.client)
+    # One request made once: its checks, the default-model rule and the ledger key are the
+    # SDK's (KoineRequest), the same that builds the bodies the clients send.
+    request = KoineRequest.build(
+        verb.endpoint,
+        prompt="",
+        system=o.system,
+        allowed_tools=o.allowed_tools,
+        model=o.model,
+        default_model=clients[0].config.model,
+        schema=verb.wire_schema(),
+        check_size=False,
+    )
+    model, tools = request.model, request.allowed_tools
+    shape = request.shape()
     rows = Rows(len(texts), index, columns)
     wanted: dict[int, str] = {}
     prompts: dict[int, str] = {}
     for pos, text in enumerate(texts):
         if text is None:
-            rows.finish(pos, error="INVALID_ARGUMENT: this row has no text (missing)")
+            rows.finish(
+                pos,
+                error="INVALID_ARGUMENT: this row has no text (missing)",
+                answer_from=FROM_NOT_SENT,
+            )
         elif not text.strip():
-            rows.finish(pos, error="INVALID_ARGUMENT: this row's text is empty")
+            rows.finish(
+                pos, error="INVALID_ARGUMENT: this row's text is empty", answer_from=FROM_NOT_SENT
+            )
         else:
             prompts[pos] = rendered = render(prompt, text)
             wanted[pos] = shape.key(rendered)
     hits = {}
-    if o["cache"]:
+    if o.cache:
         try:
             hits = book.lookup(wanted.values())
         except KoineError as exc:
-            warnings.warn(f"{exc.message}; no earlier answers used", LedgerWarning, stacklevel=3)
-            book = process_ledger()
+            warnings.warn(
+                f"{exc.message}; only answers kept in this process are used",
+                LedgerWarning,
+                stacklevel=3,
+            )
+            book = process_ledger()  # where a run whose ledger broke kept its answers
+            hits = book.lookup(wanted.values())
     units: dict[str, Unit] = {}
     ledger_usage: list[tuple[int, int]] = []
     for pos, key in wanted.items():
         hit = hits.get(key)
-        obj = _from_ledger(schema, hit.answer) if hit is not None and hit.ok else None
-        if hit is not None and obj is not None:
+        values = verb.replay(hit) if hit is not None and hit.ok else None
+        if hit is not None and values is not None:
             rows.finish(
                 pos,
-                values=flatten(obj, columns),
+                values=values,
                 tokens=(0, 0),
                 attempts=hit.attempts,
                 answer_from=FROM_LEDGER,
@@ -227,7 +193,11 @@ def prepare(
             ledger_usage.append((hit.input_tokens, hit.output_tokens))
             continue
         if only is not None and not only(pos):
-            rows.finish(pos, error=(carried(pos) if carried else None) or "NOT_SENT: not retried")
+            rows.finish(
+                pos,
+                error=(carried(pos) if carried else None) or "NOT_SENT: not retried",
+                answer_from=FROM_NOT_SENT,
+            )
             continue
         unit = units.get(key)
         if unit is None:
@@ -236,29 +206,36 @@ def prepare(
             unit.positions.append(pos)
     params = {
         "prompt": prompt,
-        "schema": schema.__name__,
+        "verb": verb.name,
+        "schema": verb.label,
         "schema_hash": shape.schema_hash,
         "model": model,
         "system_hash": shape.system_hash,
         "allowed_tools": list(tools) if tools is not None else None,
-        "endpoint": ENDPOINT,
+        "endpoint": verb.endpoint.path,
         **(tags or {}),
     }
+    dask_tags: Any = (tags or {}).get("dask")
+    group: Any = (
+        cast(dict[str, Any], dask_tags).get("group") if isinstance(dask_tags, dict) else None
+    )
+    group = group if isinstance(group, str) else None
     try:
-        run_id: str | None = book.start_run("extract", rows=len(texts), params=params)
+        run_id: str | None = book.start_run(verb.name, rows=len(texts), params=params, group=group)
     except KoineError as exc:
         warnings.warn(f"{exc.message}; this run is kept in this process only", LedgerWarning, 3)
         book = process_ledger()
-        run_id = book.start_run("extract", rows=len(texts), params=params)
+        run_id = book.start_run(verb.name, rows=len(texts), params=params, group=group)
     return Run(
         rows=rows,
         units=list(units.values()),
-        request=Request(schema, o["system"], o["model"], tools, o["timeout"], o["repairs"]),
+        verb=verb,
+        options=o,
         shape=shape,
-        replicas=[Replica(c, i, max_outage) for i, c in enumerate(clients)],
+        replicas=[Replica(c, i, o.max_outage) for i, c in enumerate(clients)],
         own_clients=own,
-        concurrency=o["concurrency"],
-        limits=Limits(o["max_retries"], max_retry_after, o["max_rows"], o["max_tokens"]),
+        concurrency=o.concurrency,
+        limits=Limits(o.max_retries, o.max_retry_after, o.max_rows, o.max_tokens),
         ledger=book,
         run_id=run_id,
         sample=sample,

@@ -16,23 +16,25 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from koine_sdk import KoineError
 from koine_sdk.ledger import Ledger, RequestShape
 
-from ._clients import KoineClient, call_on_home, generate_object
+from ._clients import KoineClient, call_on_home
 from ._estimate import Estimate
 from ._outcomes import describe, end_sample, handle, is_connection_trouble
 from ._replica import Replica
 from ._state import Rows, Unit
+from ._stats import RunStats
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from koine_jupyter.views.progress import ProgressSnapshot, ProgressView
 
-__all__ = ["Gate", "Limits", "Request", "Run"]
+    from ._options import Options
+    from ._verbs import Verb
+
+__all__ = ["Gate", "Limits", "Run"]
 
 HEALTH_TIMEOUT = 5.0
 CANCEL_GRACE = 5.0  # seconds an interrupted run waits for its requests to close
@@ -41,16 +43,6 @@ POLL = 0.1
 
 Gate = Callable[[Replica], AbstractAsyncContextManager[object]]
 """Waits for a lease on the gateway's slots and holds it while one request runs (Dask)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    schema: type[BaseModel]
-    system: str | None
-    model: str | None
-    allowed_tools: tuple[str, ...] | None
-    timeout: float | None
-    repairs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +61,8 @@ class Run:
         *,
         rows: Rows,
         units: Sequence[Unit],
-        request: Request,
+        verb: Verb,
+        options: Options,
         shape: RequestShape,
         replicas: list[Replica],
         own_clients: list[KoineClient],
@@ -82,28 +75,29 @@ class Run:
         ledger_usage: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.rows = rows
-        self.request = request
+        self.verb = verb
+        self._options = options
         self.shape = shape
         self.replicas = replicas
-        self.own_clients = own_clients
-        self.concurrency = concurrency
+        self._own_clients = own_clients
+        self._concurrency = concurrency
         self.limits = limits
         self.ledger = ledger
         self.run_id = run_id
-        self.requests = 0
+        self._requests = 0
         self.throttled = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.budget_hit: str | None = None
-        self.interrupted = False
+        self._interrupted = False
         self.fatal: KoineError | None = None
         self.stop_error: KoineError | None = None
-        self.started = time.monotonic()
-        self.ended: float | None = None
+        self._started = time.monotonic()
+        self._ended: float | None = None
         self.queue: collections.deque[Unit] = collections.deque()
         self.later: list[Unit] = []
-        self.inflight: dict[asyncio.Task[Any], tuple[Unit, Replica]] = {}
-        self.crash: BaseException | None = None
+        self._inflight: dict[asyncio.Task[Any], tuple[Unit, Replica]] = {}
+        self._crash: BaseException | None = None
         self.wake: asyncio.Event | None = None
         self.view: ProgressView | None = None
         self.final: pd.DataFrame | None = None
@@ -116,7 +110,6 @@ class Run:
         self.sample_usage: list[tuple[int, int]] = []
         self.sample_seconds: list[float] = []
         self.ledger_usage = list(ledger_usage)
-        self.total_units = len(units)
         if sample > 0 and units:
             step = len(units) / min(sample, len(units))
             picked = {int(i * step) for i in range(min(sample, len(units)))}
@@ -149,9 +142,9 @@ class Run:
             done=rows.done,
             failed=rows.failed,
             cached=rows.from_ledger,
-            in_flight=len(self.inflight),
+            in_flight=len(self._inflight),
             requested=rows.requested,
-            elapsed=(self.ended or now) - self.started,
+            elapsed=(self._ended or now) - self._started,
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             concurrency=sum(max(1, int(min(r.window, r.ceiling))) for r in live),
@@ -161,31 +154,31 @@ class Run:
             note=note,
         )
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RunStats:
         rows = self.rows
-        return {
-            "rows": rows.n,
-            "succeeded": rows.done,
-            "failed": rows.failed,
-            "ledger_hits": rows.from_ledger,
-            "cache_hits": rows.from_ledger,  # the name of earlier versions
-            "duplicates": rows.duplicates,
-            "requests": self.requests,
-            "throttled": self.throttled,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "elapsed": round((self.ended or time.monotonic()) - self.started, 3),
-            "interrupted": self.interrupted,
-            "budget_exceeded": self.budget_hit,
-            "estimate": self.estimate.as_dict() if self.estimate else None,
-            "run_id": self.run_id,
-            "ledger": str(self.ledger.path) if self.ledger.path else ":memory:",
-            "gateways": [r.stats() for r in self.replicas],
-        }
+        return RunStats(
+            rows=rows.n,
+            succeeded=rows.done,
+            failed=rows.failed,
+            ledger_hits=rows.from_ledger,
+            duplicates=rows.duplicates,
+            requests=self._requests,
+            throttled=self.throttled,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            elapsed=round((self._ended or time.monotonic()) - self._started, 3),
+            interrupted=self._interrupted,
+            budget_exceeded=self.budget_hit,
+            estimate=self.estimate.as_dict() if self.estimate else None,
+            run_id=self.run_id,
+            ledger=str(self.ledger.path) if self.ledger.path else ":memory:",
+            verb=self.verb.name,
+            gateways=tuple(r.stats() for r in self.replicas),
+        )
 
     def frame(self) -> pd.DataFrame:
         df = self.rows.frame()
-        df.attrs["koine"] = self.stats()
+        df.attrs["koine"] = self.stats().as_dict()
         return df
 
     # -- the ledger -------------------------------------------------------------------------
@@ -195,7 +188,7 @@ class Run:
     async def execute(self) -> pd.DataFrame:
         """Run every queued row; return the frame (kept in ``final`` also when raising)."""
         self.wake = asyncio.Event()
-        self.started = time.monotonic()
+        self._started = time.monotonic()
         message: str | None = None
         status = "done"
         try:
@@ -217,7 +210,7 @@ class Run:
                 status = "failed"
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                     status = "interrupted"
-                    self.interrupted = True
+                    self._interrupted = True
                     left = self.rows.remaining
                     self.rows.finish_all(
                         self.rows.unfinished(), "INTERRUPTED: the extraction was interrupted"
@@ -229,8 +222,8 @@ class Run:
                     )
                 raise
             finally:
-                self.ended = time.monotonic()
-                for client in self.own_clients:
+                self._ended = time.monotonic()
+                for client in self._own_clients:
                     try:
                         await client.aclose()
                     except Exception:
@@ -239,7 +232,9 @@ class Run:
                 self.final = df
                 if self.run_id is not None:
                     try:
-                        self.ledger.finish_run(self.run_id, status=status, stats=self.stats())
+                        self.ledger.finish_run(
+                            self.run_id, status=status, stats=self.stats().as_dict()
+                        )
                     except KoineError:
                         pass
                 if message is None and self.budget_hit:
@@ -267,8 +262,13 @@ class Run:
         """Each gateway's limit from ``/health``; ``concurrency=`` is capped by it."""
 
         async def learn(r: Replica) -> None:
-            if self.concurrency is not None:
-                r.set_limit(self.concurrency)
+            if self._concurrency is not None:
+                r.set_limit(self._concurrency)
+            if getattr(r.client, "replay", "off") == "strict":
+                # a strict client answers from its ledger or refuses: it never talks to a
+                # gateway, so it is not asked for one's health either
+                r.answered = True
+                return
             try:
                 health = await call_on_home(r.client, lambda c: c.health(timeout=HEALTH_TIMEOUT))
             except KoineError as exc:
@@ -281,15 +281,15 @@ class Run:
             if health.concurrency is not None:
                 slots = health.concurrency.non_streaming
                 limit = slots.limit
-                if self.concurrency is not None:
-                    limit = min(limit, self.concurrency)
+                if self._concurrency is not None:
+                    limit = min(limit, self._concurrency)
                 r.set_limit(limit, slots.active)
 
         await asyncio.gather(*(learn(r) for r in self.replicas))
 
     def _budget_left(self) -> bool:
         limits = self.limits
-        if limits.max_rows is not None and self.requests >= limits.max_rows:
+        if limits.max_rows is not None and self._requests >= limits.max_rows:
             self.budget_hit = f"max_rows={limits.max_rows} requests sent"
             return False
         spent = self.input_tokens + self.output_tokens
@@ -297,6 +297,19 @@ class Run:
             self.budget_hit = f"max_tokens={limits.max_tokens} reached ({spent} tokens spent)"
             return False
         return True
+
+    def _budget_waits(self) -> bool:
+        """With ``max_tokens``, the requests in flight will be paid too: they count at the run's
+        average so far, and before any answer only one request is in flight, so the budget is
+        passed by about one request at most. True: send nothing new until one finishes."""
+        limits = self.limits
+        if limits.max_tokens is None or not self._inflight:
+            return False
+        finished = self._requests - len(self._inflight)
+        if finished <= 0:
+            return True
+        spent = self.input_tokens + self.output_tokens
+        return spent + len(self._inflight) * spent / finished >= limits.max_tokens
 
     def _pick(self, unit: Unit, now: float) -> Replica | None:
         best: Replica | None = None
@@ -319,20 +332,22 @@ class Run:
             if not unit.counted and not self._budget_left():
                 self._fail_queue_budget()
                 continue
+            if not unit.counted and self._budget_waits():
+                return  # dispatched again when a request in flight finishes
             replica = self._pick(unit, now)
             if replica is None:
                 return
             self.queue.popleft()
             if not unit.counted:
                 unit.counted = True
-                self.requests += 1
+                self._requests += 1
             if unit.started is None:
                 unit.started = time.time()
             unit.sent_at = now
             replica.active += 1
             replica.sent += 1
             task = asyncio.get_running_loop().create_task(self._attempt(unit, replica))
-            self.inflight[task] = (unit, replica)
+            self._inflight[task] = (unit, replica)
 
     def _fail_queue_budget(self) -> None:
         # Retries of rows already counted keep their place; only new rows are refused.
@@ -345,23 +360,13 @@ class Run:
         self.queue, self.later = keep, []
 
     async def _attempt(self, unit: Unit, replica: Replica) -> None:
-        req = self.request
         result: Any = None
         error: BaseException | None = None
         try:
             async with self.gate(replica) if self.gate is not None else nullcontext():
                 if self.gate is not None:
                     unit.sent_at = time.monotonic()  # sent when the lease came
-                result = await generate_object(
-                    replica.client,
-                    prompt=unit.prompt,
-                    schema=req.schema,
-                    system=req.system,
-                    model=req.model,
-                    allowed_tools=req.allowed_tools,
-                    timeout=req.timeout,
-                    repairs=req.repairs,
-                )
+                result = await self.verb.ask(replica.client, unit.prompt, self._options)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -372,17 +377,17 @@ class Run:
         # scheduler first would leave the slot idle for a loop iteration per row.
         try:
             level = replica.active
-            self.inflight.pop(task, None)
+            self._inflight.pop(task, None)
             replica.active -= 1
             handle(self, unit, replica, level, result, error)
             self._dispatch()
             if self.view is not None:
                 self.view.poke()
         except BaseException as exc:  # a bug: hand it to the scheduler, never lose it
-            self.crash = exc
+            self._crash = exc
             self.wake.set()
             return
-        if not self.inflight or error is not None:
+        if not self._inflight or error is not None:
             self.wake.set()  # the scheduler decides: the end, or a timer for a cooldown
 
     def _next_wake(self) -> float | None:
@@ -399,14 +404,14 @@ class Run:
                 self.view.poke()
             if self.fatal is not None or self.stop_error is not None:
                 return
-            if not self.queue and not self.inflight:
+            if not self.queue and not self._inflight:
                 if self.sampling:
                     end_sample(self)
                     if self.stop_after_sample or self.stop_error is not None:
                         return
                     continue
                 return
-            if self.queue and not self.inflight and all(r.dead for r in self.replicas):
+            if self.queue and not self._inflight and all(r.dead for r in self.replicas):
                 reason = "; ".join(
                     f"{r.base_url}: {r.last_error}" for r in self.replicas if r.last_error
                 )
@@ -417,7 +422,7 @@ class Run:
                 self.later = []
                 continue
             timeout = self._next_wake() if self.queue else None
-            if timeout is None and not self.inflight:
+            if timeout is None and not self._inflight:
                 timeout = POLL  # never wait for nothing (defensive: should not happen)
             wake.clear()
             try:
@@ -425,13 +430,13 @@ class Run:
                     await wake.wait()
             except TimeoutError:
                 pass
-            if self.crash is not None:
-                raise self.crash
+            if self._crash is not None:
+                raise self._crash
 
     async def _cancel_inflight(self) -> None:
-        tasks = list(self.inflight)
+        tasks = list(self._inflight)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_GRACE)
-        self.inflight.clear()
+        self._inflight.clear()

@@ -12,11 +12,12 @@ from ._columns import Column, RowValues, frame
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FROM_DUPLICATE", "FROM_LEDGER", "FROM_REQUEST", "Rows", "Unit"]
+__all__ = ["FROM_DUPLICATE", "FROM_LEDGER", "FROM_NOT_SENT", "FROM_REQUEST", "Rows", "Unit"]
 
 FROM_REQUEST = "request"  # answered by a request of this call (its tokens are on this row)
 FROM_DUPLICATE = "duplicate"  # same request as an earlier row of this call: 0 tokens
 FROM_LEDGER = "ledger"  # answered in an earlier call (the ledger): 0 tokens now
+FROM_NOT_SENT = "not_sent"  # never sent (refused before sending, budget, interrupt, fatal stop)
 PREVIEW_ROWS = 10
 
 
@@ -86,8 +87,9 @@ class Rows:
             self.requested += 1
 
     def finish_all(self, positions: Sequence[int], error: str) -> None:
+        """Rows that end without a request of theirs (budget, interrupt, a fatal stop)."""
         for pos in positions:
-            self.finish(pos, error=error)
+            self.finish(pos, error=error, answer_from=FROM_NOT_SENT)
 
     def unfinished(self) -> list[int]:
         return [p for p in range(self.n) if not self.finished[p]]

@@ -12,7 +12,6 @@ it still runs) counts with the requests it committed.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import socket
 import sys
@@ -22,7 +21,9 @@ from koine_sdk import KoineError
 from koine_sdk.ledger import MEMORY, Ledger, default_location, open_ledger, process_ledger
 
 from ._lazy import is_dask
-from ._prepare import invalid
+from ._options import invalid
+from ._stats import RunStats
+from ._verbs import VERBS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,37 +58,26 @@ def run_summaries(group: str, ledger: Any) -> dict[str, Any]:
         if book is None:
             return {"runs": {}, "where": where, "error": None}
         where = f"{socket.gethostname()}:{book.path or MEMORY}"
-        rows = book.query(
-            "SELECT run_id, status, started, ended, rows, params, stats FROM runs "
-            "WHERE kind = 'extract' AND params LIKE ?",
-            (f'%"{group}"%',),
-        )
         runs: dict[str, Any] = {}
-        for run_id, status, started, ended, n, params, stats in rows:
-            loaded: Any = json.loads(params or "{}")
-            dask: Any = loaded.get("dask") or {}
-            if dask.get("group") != group:
-                continue
+        found = [run for verb in VERBS for run in book.group_runs(group, verb.name)]
+        for run in sorted(found, key=lambda r: r.started or 0.0):
+            dask: dict[str, Any] = cast(dict[str, Any], run.params.get("dask") or {})
             summary: dict[str, Any] = {
-                "status": status,
-                "started": started,
-                "ended": ended,
-                "rows": n,
+                "status": run.status,
+                "started": run.started,
+                "ended": run.ended,
+                "rows": run.rows,
                 "partition": dask.get("partition"),
-                "stats": json.loads(stats) if stats else None,
+                "stats": run.stats,
             }
-            if summary["stats"] is None:  # never ended: what it committed
-                count, tokens_in, tokens_out = book.query(
-                    "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
-                    "COALESCE(SUM(output_tokens), 0) FROM requests WHERE run_id = ?",
-                    (run_id,),
-                )[0]
+            if run.stats is None:  # never ended: what it committed
+                count, tokens_in, tokens_out = book.committed(run.run_id)
                 summary["committed"] = {
                     "requests": count,
                     "input_tokens": tokens_in,
                     "output_tokens": tokens_out,
                 }
-            runs[run_id] = summary
+            runs[run.run_id] = summary
         return {"runs": runs, "where": where, "error": None}
     except KoineError as exc:
         return {"runs": {}, "where": where, "error": exc.message}
@@ -158,7 +148,7 @@ def _aggregate(group: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
     gateways: dict[str, dict[str, Any]] = {}
     unfinished = 0
     for summary in runs.values():
-        stats: Any = summary["stats"]
+        stats = RunStats.read(summary["stats"])
         if stats is None:
             unfinished += 1
             committed = summary["committed"]
@@ -166,12 +156,11 @@ def _aggregate(group: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
                 out[key] += committed[key]
             continue
         for key in _SUMMED:
-            out[key] += stats.get(key) or 0
+            out[key] += getattr(stats, key) or 0
         part = summary["partition"]
         if part not in latest or summary["started"] > latest[part]["started"]:
             latest[part] = summary
-        reported: list[dict[str, Any]] = stats.get("gateways") or []
-        for gw in reported:
+        for gw in stats.gateways:
             into = gateways.setdefault(
                 gw["base_url"],
                 {"base_url": gw["base_url"], "limit": 0, **dict.fromkeys(_GATEWAY_SUMMED, 0)},
@@ -181,8 +170,9 @@ def _aggregate(group: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
                 into[key] += gw.get(key) or 0
             into["taken_out"] = bool(into.get("taken_out")) or bool(gw.get("taken_out"))
     for summary in latest.values():
+        final = RunStats.read(summary["stats"]) or RunStats()
         for key in _ROWS:
-            out[key] += summary["stats"].get(key) or 0
+            out[key] += getattr(final, key) or 0
     starts = [s["started"] for s in runs.values() if s["started"] is not None]
     ends = [s["ended"] for s in runs.values() if s["ended"] is not None]
     out["partitions"] = len(latest)

@@ -230,7 +230,10 @@ class AskOptions:
     )
     new: bool = flag("Start the --session conversation over.")
     format: str = option(
-        "How the answer renders: markdown (default), text, code, json, html.",
+        "How the answer renders: markdown (default), text, code, json, html. Answers are "
+        "untrusted: markdown keeps formatting and safe links but escapes raw HTML; html "
+        "keeps structure, text formatting, tables and http/https/mailto links, and drops "
+        "scripts, event handlers, iframes, forms, remote images and positioning styles.",
         choices=FORMATS,
         default="markdown",
     )

@@ -31,11 +31,11 @@ from ..views import AnswerFormat, FrameView, KoineAnswer, ObjectView, TextView, 
 from ..views._live import session_of
 from ..views.text import provenance
 from .args import AskOptions
+from .context import MagicsContext
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncKoineClient
 
-    from .core import KoineMagics
 
 __all__ = ["Outcome", "Prepared", "Request", "ask", "deliver", "prepare"]
 
@@ -118,31 +118,37 @@ def resolve_schema(expr: str, namespace: dict[str, Any]) -> Any:
     return list[tp] if m else tp  # type: ignore[valid-type]
 
 
-def prepare(magics: KoineMagics, opts: AskOptions, prompt: str) -> Prepared:
+def prepare(magics: MagicsContext, opts: AskOptions, prompt: str) -> Prepared:
     """Check the options, fill the prompt's references, resolve the schema and the session."""
     opts.check()
     ns = magics.user_ns
     references: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
+    system = opts.system
     if magics.interpolate and not opts.no_interpolate:
         filled = interpolate(prompt, ns)
         prompt, references, kept = filled.text, tuple(filled.resolved), tuple(filled.unresolved)
+        if system:
+            filled = interpolate(system, ns)
+            system = filled.text
+            references += tuple(filled.resolved)
+            kept += tuple(filled.unresolved)
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     schema = resolve_schema(opts.schema, ns) if opts.schema else None
     resume = magics.sessions.resume_id(opts.session, new=opts.new)
-    request = Request(prompt, opts.system, opts.model, opts.tool_list, resume, opts.timeout)
+    request = Request(prompt, system, opts.model, opts.tool_list, resume, opts.timeout)
     model = opts.model or magics.model or None
     resumed = opts.session if resume is not None else None
     return Prepared(request, opts, schema, model, references, kept, resumed)
 
 
-def _keep(magics: KoineMagics, opts: AskOptions, value: Any) -> None:
+def _keep(magics: MagicsContext, opts: AskOptions, value: Any) -> None:
     if opts.out:
         magics.user_ns[opts.out] = value
 
 
-def _view_options(magics: KoineMagics, p: Prepared) -> dict[str, Any]:
+def _view_options(magics: MagicsContext, p: Prepared) -> dict[str, Any]:
     return {
         "display": p.options.display or magics.display,
         "rate": magics.update_rate,
@@ -151,7 +157,7 @@ def _view_options(magics: KoineMagics, p: Prepared) -> dict[str, Any]:
     }
 
 
-def _ask_text(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outcome:
+def _ask_text(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
     opts = p.options
     fmt = cast(AnswerFormat, opts.format)
     meta: dict[str, Any] = {"model": p.model, "session": opts.session, "format": fmt}
@@ -202,7 +208,7 @@ def _ask_text(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outc
     return Outcome(answer, answer.session_id, answer.usage, printed=view.mode == "text")
 
 
-def _ask_object(magics: KoineMagics, client: SyncKoineClient, p: Prepared) -> Outcome:
+def _ask_object(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
     opts = p.options
     ctx = magics.error_context(p)
     if opts.no_stream or opts.quiet:
@@ -258,7 +264,7 @@ def _provenance(
     return info
 
 
-def deliver(magics: KoineMagics, p: Prepared, outcome: Outcome) -> Any:
+def deliver(magics: MagicsContext, p: Prepared, outcome: Outcome) -> Any:
     """Record the session turn, fill ``--out``, and return what the cell shows."""
     opts = p.options
     if opts.session and outcome.session_id:
@@ -279,7 +285,7 @@ def deliver(magics: KoineMagics, p: Prepared, outcome: Outcome) -> Any:
     return outcome.result
 
 
-def ask(magics: KoineMagics, opts: AskOptions, prompt: str) -> Any:
+def ask(magics: MagicsContext, opts: AskOptions, prompt: str) -> Any:
     """Send ``prompt`` with ``opts``; return the cell's value."""
     p = prepare(magics, opts, prompt)
     try:

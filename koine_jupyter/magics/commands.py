@@ -9,7 +9,7 @@ with :func:`command`::
         limit: int | None = option("How many entries.", metavar="N", type=int)
 
     @command("history", HistoryArgs, "the requests of this kernel")
-    def _history(magics: KoineMagics, args: HistoryArgs) -> Any:
+    def _history(magics: MagicsContext, args: HistoryArgs) -> Any:
         ...
 
 Parsing, ``%koine?`` and the rule that tells a subcommand from a prompt follow from the
@@ -19,21 +19,21 @@ one word per :func:`~.args.word` field); otherwise the whole line is a prompt.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from IPython.core.error import UsageError
 
 from koine_sdk import KoineError
 
 from ..views import choose_mode
+from ..views._markdown import to_html
 from .args import VARIABLE, flag, option, timeout_option, word
 from .connection import ENV_AUTH_KEY, ENV_BASE_URL, ENV_REPLAY
-
-if TYPE_CHECKING:
-    from .core import KoineMagics
+from .context import MagicsContext
 
 __all__ = ["COMMANDS", "Command", "HealthReport", "command"]
 
@@ -46,7 +46,7 @@ class Command(Generic[A]):
 
     name: str
     args: type[A]
-    run: Callable[[KoineMagics, A], Any]
+    run: Callable[[MagicsContext, A], Any]
     help: str
     usage: str
 
@@ -57,10 +57,10 @@ COMMANDS: dict[str, Command[Any]] = {}
 
 def command(
     name: str, args: type[A], help: str, usage: str = ""
-) -> Callable[[Callable[[KoineMagics, A], Any]], Callable[[KoineMagics, A], Any]]:
+) -> Callable[[Callable[[MagicsContext, A], Any]], Callable[[MagicsContext, A], Any]]:
     """Register the decorated function as ``%koine NAME`` with the arguments ``args``."""
 
-    def register(run: Callable[[KoineMagics, A], Any]) -> Callable[[KoineMagics, A], Any]:
+    def register(run: Callable[[MagicsContext, A], Any]) -> Callable[[MagicsContext, A], Any]:
         if name in COMMANDS:
             raise ValueError(f"%koine {name} is registered twice")
         COMMANDS[name] = Command(name, args, run, help, usage or f"%koine {name}")
@@ -89,13 +89,13 @@ class ConnectArgs:
     auto: bool = flag("Use $KOINE_BASE_URL if set, else start a local test gateway.")
 
 
-def _connected_line(magics: KoineMagics, url: str) -> str:
+def _connected_line(magics: MagicsContext, url: str) -> str:
     env = magics.connection.key_env()
     state = "set" if os.environ.get(env) else "NOT set"
     return f"Connected to {url} (key from ${env}, which is {state})."
 
 
-def _start_local(magics: KoineMagics) -> None:
+def _start_local(magics: MagicsContext) -> None:
     try:
         url = magics.connection.start_local()
     except ImportError as exc:  # pragma: no cover - needs the testing extra
@@ -114,7 +114,7 @@ def _start_local(magics: KoineMagics) -> None:
     "use a gateway: its URL (the key from $VAR), a local test gateway, or the environment",
     "%koine connect URL [--key-env VAR] | --local | --auto",
 )
-def _connect(magics: KoineMagics, args: ConnectArgs) -> None:
+def _connect(magics: MagicsContext, args: ConnectArgs) -> None:
     if (args.local or args.auto) and args.url is not None:
         raise UsageError("%koine connect --local / --auto takes no URL")
     if args.key_env is not None and not VARIABLE.fullmatch(args.key_env):
@@ -136,7 +136,7 @@ def _connect(magics: KoineMagics, args: ConnectArgs) -> None:
 
 
 @command("disconnect", NoArgs, "close the connection (and stop a local gateway)")
-def _disconnect(magics: KoineMagics, args: NoArgs) -> None:
+def _disconnect(magics: MagicsContext, args: NoArgs) -> None:
     magics.close()
     print("Disconnected.")
 
@@ -165,10 +165,14 @@ class HealthReport:
     def __repr__(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in self._rows())
 
-    def _repr_markdown_(self) -> str:
+    def _repr_html_(self) -> str:
+        # Gateway fields are data from outside: escaped, then through the one renderer.
+        def cell(text: str) -> str:
+            return html.escape(text).replace("|", "&#124;").replace("\n", " ")
+
         lines = ["| | |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in self._rows()]
-        return "\n".join(lines)
+        lines += [f"| {cell(k)} | {cell(v)} |" for k, v in self._rows()]
+        return to_html("\n".join(lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +181,7 @@ class HealthArgs:
 
 
 @command("health", HealthArgs, "the gateway's /health", "%koine health [--timeout SECONDS]")
-def _health(magics: KoineMagics, args: HealthArgs) -> HealthReport:
+def _health(magics: MagicsContext, args: HealthArgs) -> HealthReport:
     try:
         client = magics.connection.client()
         health = client.health(timeout=args.timeout)
@@ -187,7 +191,7 @@ def _health(magics: KoineMagics, args: HealthArgs) -> HealthReport:
 
 
 @command("status", NoArgs, "what is configured (never the key)")
-def _status(magics: KoineMagics, args: NoArgs) -> None:
+def _status(magics: MagicsContext, args: NoArgs) -> None:
     conn = magics.connection
     url = conn.base_url()
     shown = conn.shown_base_url() if url else "(none: set KOINE_BASE_URL or %koine connect)"
@@ -210,7 +214,7 @@ class SessionsArgs:
     "the named conversations of this kernel; --clear forgets one (or all)",
     "%koine sessions [NAME] [--clear]",
 )
-def _sessions(magics: KoineMagics, args: SessionsArgs) -> Any:
+def _sessions(magics: MagicsContext, args: SessionsArgs) -> Any:
     if args.clear:
         count = magics.sessions.clear(args.name)
         print(f"Forgot {count} session{'s' if count != 1 else ''}.")
@@ -236,7 +240,7 @@ class HistoryArgs:
     "the ledger: extract runs (newest first), or one run's requests",
     "%koine history [RUN|last] [--failed] [--limit N]",
 )
-def _history(magics: KoineMagics, args: HistoryArgs) -> Any:
+def _history(magics: MagicsContext, args: HistoryArgs) -> Any:
     from ..extraction import history
 
     if args.failed and args.run is None:
@@ -273,7 +277,7 @@ class ReplayArgs:
     )
 
 
-def _check_ledger(magics: KoineMagics) -> None:
+def _check_ledger(magics: MagicsContext) -> None:
     """A mode that records or replays needs a usable ledger: said now, not at the next cell."""
     from koine_sdk.ledger import ENV_LEDGER, default_location, open_ledger
 
@@ -295,7 +299,7 @@ def _check_ledger(magics: KoineMagics) -> None:
     "record, strict (the ledger only)",
     "%koine replay [on|off|record|strict] [--ledger PATH]",
 )
-def _replay(magics: KoineMagics, args: ReplayArgs) -> None:
+def _replay(magics: MagicsContext, args: ReplayArgs) -> None:
     """Set the mode (and the ledger) of the magic, and ``$KOINE_REPLAY`` (and
     ``$KOINE_LEDGER``) in this kernel: SDK clients and ``extract`` calls made in later cells
     follow it too, as they follow ``%koine connect --local``."""

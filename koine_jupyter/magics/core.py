@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, observe
 
 from koine_sdk import KoineError, SyncKoineClient
 
 from .._sessions import SessionStore
 from ..views._frontend import DISPLAY_CHOICES
+from ..views._markdown import set_remote_images
 from .args import (
     AskOptions,
     format_help,
@@ -113,6 +114,16 @@ class KoineMagics(Magics):
         self.result_metadata = ResultMetadata()
         super().__init__(shell=shell, **kwargs)
 
+    remote_images = Bool(
+        False,
+        help="Load remote images in answers (off: shown as links, since loading an image URL "
+        "can send data out of the notebook). KOINE_REMOTE_IMAGES=1 turns it on too.",
+    ).tag(config=True)
+
+    @observe("remote_images")
+    def _remote_images_changed(self, change: Any) -> None:
+        set_remote_images(True if change["new"] else None)
+
     @observe("base_url", "auth_key_env", "model", "timeout", "max_retries", "replay", "ledger")
     def _settings_changed(self, change: Any) -> None:
         self.connection.reset()
@@ -158,8 +169,12 @@ class KoineMagics(Magics):
     # -- the magic --------------------------------------------------------------------------
 
     @line_cell_magic
+    @no_var_expand  # one pass of {name} filling, ours: IPython's would evaluate, then ours refill
     def koine(self, line: str, cell: str | None = None) -> Any:
         """Ask the Koine gateway (Claude Code over HTTP).
+
+        Braces are filled once, by koine's own scanner (names, attributes, subscripts: never
+        evaluated), in a line as in a cell; text inside a filled value is never filled again.
 
         Cell: the body is the prompt; {name}, {obj.attr}, {seq[0]}, {In[2]}, {Out[3]} in its
         prose are filled from the namespace ({{ and }} for literal braces). Code — a Markdown

@@ -5,19 +5,38 @@ fences, and cuts a block that grows past ``max_block`` characters inside a code 
 end (the piece is closed, the rest reopened with the same fence line). A block, once finished,
 never changes, so a live view sends it once and only re-sends the growing last block, which
 stays short. :func:`to_html` renders Markdown with code blocks highlighted by Pygments (inline
-styles: no stylesheet needed in a widget); raw HTML in the model's answer is escaped, never
-interpreted. Both libraries are imported on first use.
+styles: no stylesheet needed in a widget). Both libraries are imported on first use.
+
+Model output is untrusted (docs/security.md). :func:`to_html` is the one renderer of Markdown
+that reaches a frontend, and :func:`sanitize_html` the one way model HTML does: raw HTML in the
+Markdown is escaped, links keep only ``http``, ``https``, ``mailto`` and relative targets,
+remote images become links unless :func:`set_remote_images` allows them, and the result passes
+nh3's allowlist (no scripts, event handlers, ``javascript:`` URLs, iframes, forms, or styles
+beyond colours, weights and alignment). The HTML is what is published: raw ``text/markdown``
+would be rendered by JupyterLab, nbconvert or another viewer with its HTML passed through.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
-__all__ = ["Block", "BlockSplitter", "close_open_fence", "text_to_html", "to_html"]
+__all__ = [
+    "Block",
+    "BlockSplitter",
+    "close_open_fence",
+    "remote_images",
+    "sanitize_html",
+    "set_remote_images",
+    "text_to_html",
+    "to_html",
+]
+
+ENV_REMOTE_IMAGES: Final = "KOINE_REMOTE_IMAGES"
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
@@ -142,6 +161,143 @@ def close_open_fence(markdown: str, fence: str | None) -> str:
     return f"{markdown}{sep}{fence}\n"
 
 
+# -- the renderer of untrusted text ------------------------------------------------------------
+
+_remote_images: bool | None = None  # None: as KOINE_REMOTE_IMAGES says
+
+
+def remote_images() -> bool:
+    """Whether answers may load remote images (off by default: an image URL can carry data
+    out of the notebook the moment it is shown). ``KOINE_REMOTE_IMAGES=1`` or
+    :func:`set_remote_images` turns it on."""
+    if _remote_images is not None:
+        return _remote_images
+    return os.environ.get(ENV_REMOTE_IMAGES, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def set_remote_images(on: bool | None) -> None:
+    """Allow (``True``) or refuse (``False``) remote images in rendered answers for this
+    process; ``None`` goes back to the environment variable."""
+    global _remote_images
+    _remote_images = on
+
+
+_SAFE_SCHEMES: Final = frozenset({"http", "https", "mailto"})
+_SCHEME: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+_CONTROL: Final = re.compile(r"[\x00-\x20\x7f]+")
+
+
+def safe_url(url: str) -> bool:
+    """``http``, ``https``, ``mailto`` or a relative target (no scheme at all)."""
+    m = _SCHEME.match(_CONTROL.sub("", url))
+    return m is None or m.group(1).lower() in _SAFE_SCHEMES
+
+
+# What rendered Markdown and model HTML may keep: structure, text formatting, tables, links.
+_TAGS: Final = frozenset(
+    [
+        "a",
+        "abbr",
+        "b",
+        "blockquote",
+        "br",
+        "caption",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "del",
+        "details",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "ins",
+        "kbd",
+        "li",
+        "mark",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "s",
+        "samp",
+        "small",
+        "span",
+        "strong",
+        "sub",
+        "summary",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "tt",
+        "u",
+        "ul",
+        "var",
+    ]
+)
+_ATTRIBUTES: Final = {
+    "*": {"style", "title", "class"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "ol": {"start"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align", "scope"},
+}
+# Colours, weights, spacing inside the box: nothing that positions, sizes or overlays.
+_STYLES: Final = frozenset(
+    {
+        "color",
+        "background-color",
+        "font-weight",
+        "font-style",
+        "text-align",
+        "text-decoration",
+        "white-space",
+        "padding",
+        "overflow-x",
+        "line-height",
+        "opacity",
+        "font-size",
+    }
+)
+
+
+def sanitize_html(markup: str) -> str:
+    """``markup`` through nh3's allowlist: structure, formatting, tables and safe links stay;
+    scripts, event handlers, ``javascript:``/``data:`` URLs, iframes, forms, embedded objects
+    and positioning styles go (their text is kept, escaped). Images stay only when
+    :func:`remote_images` allows them."""
+    import nh3
+
+    tags: set[str] = set(_TAGS)
+    if remote_images():
+        tags.add("img")
+    attributes = {k: set(v) for k, v in _ATTRIBUTES.items() if k in tags or k == "*"}
+    return nh3.clean(
+        markup,
+        tags=tags,
+        clean_content_tags={"script", "style"},
+        attributes=attributes,
+        url_schemes=set(_SAFE_SCHEMES),
+        filter_style_properties=set(_STYLES),
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
 def _highlight(code: str, lang: str, _attrs: Any) -> str:
     from pygments import highlight, lexers
     from pygments.formatters import HtmlFormatter
@@ -157,18 +313,32 @@ def _highlight(code: str, lang: str, _attrs: Any) -> str:
     return f'<pre style="padding:0.4em;overflow-x:auto"><code>{body}</code></pre>'
 
 
+def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    src = str(token.attrGet("src") or "")
+    alt = self.renderInlineAsText(token.children or [], options, env) or src
+    if remote_images():
+        return self.image(tokens, idx, options, env)
+    return f'<a href="{html.escape(src)}">{html.escape("🖼 " + alt)}</a>'
+
+
 @lru_cache(maxsize=1)
 def _renderer() -> Callable[[str], str]:
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight})
     md.enable(["table", "strikethrough"])
+    md.validateLink = safe_url  # pyright: ignore[reportAttributeAccessIssue]
+    md.add_render_rule("image", _image_as_link)
     return md.render
 
 
 def to_html(markdown: str) -> str:
-    """Render Markdown to HTML (code highlighted, raw HTML escaped)."""
-    return _renderer()(markdown)
+    """Render untrusted Markdown to safe HTML: headings, lists, tables, code (highlighted),
+    emphasis and links stay; raw HTML is escaped; links keep only http/https/mailto/relative
+    targets; remote images are links unless allowed (:func:`set_remote_images`); the result
+    passes :func:`sanitize_html`."""
+    return sanitize_html(_renderer()(markdown))
 
 
 def text_to_html(text: str) -> str:

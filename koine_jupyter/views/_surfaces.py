@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple, TextIO
 
@@ -89,16 +89,10 @@ def _block_html(block: str, kind: Kind) -> str:
 
 
 def _blocks_bundle(blocks: Sequence[str], kind: Kind) -> tuple[dict[str, Any], int]:
-    """The display data of finished blocks, and its size. Markdown goes out as Markdown: the
-    frontend renders it as it will render the final answer (and the kernel spends no time)."""
-    if kind == "markdown":
-        body = "".join(blocks)
-        return {"text/markdown": body}, len(body)
+    """The display data of finished blocks, and its size. Markdown is rendered here, by the
+    one renderer of untrusted text (:func:`to_html`), never published as raw Markdown."""
     body = "".join(_block_html(block, kind) for block in blocks)
     return {"text/html": body}, len(body)
-
-
-_MD_SPECIAL: Final = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>#|~"})
 
 
 def _size(bundle: dict[str, Any]) -> int:
@@ -238,11 +232,7 @@ class HandleSurface(Surface):
                 "text/plain": frame.status,
                 "text/html": f"<pre>{html.escape(frame.status)}</pre>" + frame.tail,
             }
-        if frame.kind == "markdown":
-            status = f"*{frame.status.translate(_MD_SPECIAL)}*" if frame.status else ""
-            sep = "\n\n" if frame.tail and status else ""
-            return {"text/markdown": frame.tail + sep + status}
-        body = text_to_html(frame.tail) if frame.kind == "text" and frame.tail else frame.tail
+        body = _block_html(frame.tail, frame.kind) if frame.tail else ""
         return {"text/html": body + _status_html(frame.status)}
 
     def show(self, frame: Frame) -> None:
@@ -305,6 +295,7 @@ class WidgetSurface(Surface):
         self._sent_blocks = 0
         self._capturing = False
         self._hint = ""
+        self._final_status = ""
         bundle: dict[str, Any] = self._box._repr_mimebundle_()
         display({**bundle, **PLACEHOLDER}, raw=True)
 
@@ -362,10 +353,36 @@ class WidgetSurface(Surface):
             self._box.children = [self._box.children[0]]
             if bar is not None:
                 self._show_bar(bar, status)
-        else:
-            self._box.children = [self._live]
-            self._set(self._live, _status_html(status, self._hint))
-            self._out.close()
+            return
+        # The answer stays drawn until the cell's result (the same answer) is out: folding
+        # now would leave the cell empty while the result is formatted and sent (a flicker).
+        self._final_status = status
+        if not _after_cell(self._fold):
+            self._fold()
+
+    def _fold(self) -> None:
+        """Down to the final status line (the answer now shows as the cell's result)."""
+        self._box.children = [self._live]
+        self._set(self._live, _status_html(self._final_status, self._hint))
+        self._out.close()
+
+
+def _after_cell(action: Callable[[], None]) -> bool:
+    """Run ``action`` once when the running cell is over (after its result was published), in
+    a kernel; ``False`` (nothing registered) elsewhere."""
+    from IPython.core.getipython import get_ipython
+
+    shell: Any = get_ipython()
+    if not has_kernel(shell):
+        return False
+    events: Any = shell.events
+
+    def once(*_: Any) -> None:
+        events.unregister("post_run_cell", once)
+        action()
+
+    events.register("post_run_cell", once)
+    return True
 
 
 def make_surface(mode: Mode, *, bar: bool = False, status: TextIO | None = None) -> Surface:

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
+from ._depth import cap_depth
 from ._live import LiveView, usage_of
+from ._markdown import sanitize_html
 from ._surfaces import Frame
+from .object import MAX_DEPTH
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncStreamObjectResult
@@ -30,8 +33,9 @@ def _plain(value: Any) -> Any:
 def flatten_record(value: Any, sep: str = ".") -> dict[str, Any]:
     """One row: the fields of a model (or keys of a dict), nested ones joined with ``sep``.
 
-    A scalar becomes ``{"value": scalar}``."""
-    value = _plain(value)
+    A scalar becomes ``{"value": scalar}``. Nesting deeper than :data:`.object.MAX_DEPTH`
+    levels becomes ``…`` (a hostile answer can nest thousands of levels)."""
+    value = _plain(cap_depth(value, MAX_DEPTH))
     if not isinstance(value, dict):
         return {"value": value}
     out: dict[str, Any] = {}
@@ -111,7 +115,8 @@ class FrameView(LiveView):
         if not rows:
             return Frame((), "", status, "html")
         df = self.dataframe if self._final else to_dataframe(rows)
-        return Frame((), str(df._repr_html_()), status, "html")
+        # pandas escapes the cells; the table still passes our allowlist, as every output does
+        return Frame((), sanitize_html(str(df._repr_html_())), status, "html")
 
     def _progress(self) -> str:
         return f"{len(self._settled())} rows"

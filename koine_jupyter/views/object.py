@@ -60,25 +60,34 @@ def _scalar_html(value: Any) -> str:
     return f"<code>{html.escape(str(value))}</code>"
 
 
-def object_html(value: Any) -> str:
+MAX_DEPTH = 24
+"""Levels of nesting drawn; deeper values show as a placeholder (a hostile answer can nest
+thousands of levels: drawing them would overflow the stack and no reader could use them)."""
+
+_TOO_DEEP = '<code title="nested too deeply to draw">…</code>'
+
+
+def object_html(value: Any, depth: int = 0) -> str:
     """A readable HTML tree of ``value`` (a model, partial model, list, dict or scalar); fields
-    that have not arrived (``None``) are left out."""
+    that have not arrived (``None``) are left out; below :data:`MAX_DEPTH` levels, ``…``."""
+    if depth >= MAX_DEPTH and _is_container(value):
+        return _TOO_DEEP
     entries = _entries(value)
     if entries is not None:
-        return "".join(_row_html(label, v) for label, v in entries)
+        return "".join(_row_html(label, v, depth) for label, v in entries)
     if isinstance(value, list | tuple):
         items = list(cast("list[Any] | tuple[Any, ...]", value))
         if not any(_is_container(item) for item in items):
             lis = "".join(f"<li>{_scalar_html(item)}</li>" for item in items if item is not None)
             return f'<ul style="margin:0;padding-left:1.2em">{lis}</ul>'
-        return "".join(_row_html(f"[{i}]", item) for i, item in enumerate(items))
+        return "".join(_row_html(f"[{i}]", item, depth) for i, item in enumerate(items))
     if value is None:
         return ""
     return _scalar_html(value)
 
 
-def _row_html(label: str, value: Any) -> str:
-    inner = object_html(value)
+def _row_html(label: str, value: Any, depth: int = 0) -> str:
+    inner = object_html(value, depth + 1)
     if _is_container(value) and not isinstance(value, list | tuple):
         inner = _NEST.format(inner)
     return _ROW.format(label=html.escape(label), value=inner)
@@ -109,17 +118,20 @@ def _top_keys(value: Any) -> list[str]:
     return ["*"] if value is not None else []
 
 
-def object_leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """``(dotted.path[0], value)`` of every present leaf of ``value``, in order."""
+def object_leaves(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """``(dotted.path[0], value)`` of every present leaf of ``value``, in order (a value nested
+    deeper than :data:`MAX_DEPTH` is one leaf, shown as ``…``)."""
+    if depth >= MAX_DEPTH and _is_container(value):
+        return [(prefix or "value", "…")]
     entries = _entries(value)
     out: list[tuple[str, Any]] = []
     if entries is not None:
         for label, v in entries:
-            out.extend(object_leaves(v, f"{prefix}.{label}" if prefix else label))
+            out.extend(object_leaves(v, f"{prefix}.{label}" if prefix else label, depth + 1))
         return out
     if isinstance(value, list | tuple):
         for i, item in enumerate(cast("list[Any] | tuple[Any, ...]", value)):
-            out.extend(object_leaves(item, f"{prefix}[{i}]"))
+            out.extend(object_leaves(item, f"{prefix}[{i}]", depth + 1))
         return out
     if value is None:
         return out

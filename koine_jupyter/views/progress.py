@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 from ._frontend import choose_mode, has_kernel, widgets_importable
+from ._markdown import sanitize_html
 from ._surfaces import Bar, BarStyle, Frame, Surface, TextSurface, make_surface
 from ._throttle import DEFAULT_RATE, Throttle
 
@@ -193,7 +194,7 @@ def _preview_html(value: Any) -> str:
         if callable(method):
             rendered = method()
             if isinstance(rendered, str):
-                return rendered
+                return sanitize_html(rendered)  # the rows hold model output
     return f"<pre>{html.escape(str(value))}</pre>"
 
 

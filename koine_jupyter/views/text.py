@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from ._live import LiveView, session_of, usage_of
-from ._markdown import BlockSplitter
+from ._markdown import BlockSplitter, sanitize_html, to_html
 from ._surfaces import Frame
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class KoineAnswer:
         if fmt == "text":
             return {}
         if fmt == "html":
-            return {"text/html": self.text}
+            return {"text/html": sanitize_html(self.text)}
         if fmt == "json":
             try:
                 value = self.json()
@@ -193,11 +193,11 @@ class KoineAnswer:
                 value = None
             if isinstance(value, dict | list):
                 return {"application/json": value}
-            return {"text/markdown": _fenced(self.code, "json")}
+            return {"text/html": to_html(_fenced(self.code, "json"))}
         if fmt == "code":
             body, lang = _strip_fence(self.text)
-            return {"text/markdown": _fenced(body, lang)}
-        return {"text/markdown": self.text}
+            return {"text/html": to_html(_fenced(body, lang))}
+        return {"text/html": to_html(self.text)}
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None, **kwargs: Any

@@ -28,14 +28,17 @@ from collections.abc import Generator
 from typing import Any, cast
 
 from ..errors import KoineError
+from ._claims import ClaimResult
 from ._key import KEY_FIELDS, RequestShape, canonical_json, content_hash, request_key, request_keys
 from ._location import ENV_LEDGER, MEMORY, default_location
 from ._store import Ledger, LedgerRecord
+from ._warnings import LedgerWarning
 
 __all__ = [
     "ENV_LEDGER",
     "KEY_FIELDS",
     "MEMORY",
+    "ClaimResult",
     "Ledger",
     "LedgerRecord",
     "LedgerSpec",
@@ -55,10 +58,6 @@ __all__ = [
 LedgerSpec = str | os.PathLike[str] | Ledger | bool | None
 """What a ``ledger=`` argument takes: ``None``/``True`` (the default ledger), ``False`` (this
 process's in-memory ledger), a file path, or a :class:`Ledger`."""
-
-
-class LedgerWarning(UserWarning):
-    """The ledger file could not be used; answers are kept in this process only."""
 
 
 _PROCESS: dict[str, Ledger] = {}

@@ -1,4 +1,6 @@
-"""The ledger as pandas DataFrames (pandas is imported here only, on first use)."""
+"""The ledger as pandas DataFrames (pandas is imported here only, on first use). The rows come
+from the store's typed reads (:meth:`Ledger._run_rows`, :meth:`Ledger._request_rows`); this
+module only shapes them, and knows nothing of SQL."""
 
 from __future__ import annotations
 
@@ -6,11 +8,11 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
-    from ._store import Ledger
-
-__all__ = ["rows_frame", "runs_frame"]
+__all__ = ["REQUEST_COLUMNS", "RUN_COLUMNS", "rows_frame", "runs_frame"]
 
 _STATS = ("requests", "succeeded", "failed", "ledger_hits", "input_tokens", "output_tokens")
 
@@ -25,14 +27,18 @@ def _pandas() -> Any:
     return cast(Any, pandas)
 
 
-def runs_frame(ledger: Ledger, *, limit: int | None = None) -> pd.DataFrame:
+RUN_COLUMNS = ("run_id", "kind", "status", "started", "ended", "rows", "params", "stats")
+REQUEST_COLUMNS = (
+    "id", "run_id", "endpoint", "prompt", "system", "model", "status", "error_code",
+    "error_message", "answer", "input_tokens", "output_tokens", "attempts", "session_id",
+    "started", "finished", "key",
+)  # fmt: skip
+
+
+def runs_frame(raw: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+    """Rows of :data:`RUN_COLUMNS`, newest first, as the ``runs()`` DataFrame."""
     pd = _pandas()
 
-    sql = (
-        "SELECT run_id, kind, status, started, ended, rows, params, stats FROM runs "
-        "ORDER BY started DESC" + (" LIMIT ?" if limit is not None else "")
-    )
-    raw = ledger.query(sql, [limit] if limit is not None else [])
     records: list[dict[str, Any]] = []
     for run_id, kind, status, started, ended, rows, params, stats in raw:
         p: dict[str, Any] = json.loads(params) if params else {}
@@ -64,36 +70,10 @@ def runs_frame(ledger: Ledger, *, limit: int | None = None) -> pd.DataFrame:
     return df[columns].set_index("run_id")
 
 
-def rows_frame(
-    ledger: Ledger, *, run_id: str | None, status: str | None, limit: int | None
-) -> pd.DataFrame:
+def rows_frame(raw: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+    """Rows of :data:`REQUEST_COLUMNS`, oldest first, as the ``rows()`` DataFrame."""
     pd = _pandas()
-
-    where: list[str] = []
-    params: list[Any] = []
-    if run_id is not None:
-        where.append("r.run_id = ?")
-        params.append(run_id)
-    if status is not None:
-        where.append("r.status = ?")
-        params.append(status)
-    sql = (
-        "SELECT r.id, r.run_id, r.endpoint, r.prompt, s.content, r.model, r.status, "
-        "r.error_code, r.error_message, r.answer, r.input_tokens, r.output_tokens, r.attempts, "
-        "r.session_id, r.started, r.finished, r.key FROM requests r "
-        "LEFT JOIN blobs s ON s.hash = r.system_hash"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY r.id"
-        + (" LIMIT ?" if limit is not None else "")
-    )
-    if limit is not None:
-        params.append(limit)
-    raw = ledger.query(sql, params)
-    columns = [
-        "id", "run_id", "endpoint", "prompt", "system", "model", "status", "error_code",
-        "error_message", "answer", "input_tokens", "output_tokens", "attempts", "session_id",
-        "started", "finished", "key",
-    ]  # fmt: skip
+    columns = list(REQUEST_COLUMNS)
     df: Any = pd.DataFrame.from_records(raw, columns=columns)
     error = df["error_code"].astype("string") + ": " + df["error_message"].astype("string")
     df.insert(df.columns.get_loc("error_code"), "error", error)

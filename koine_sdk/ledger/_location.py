@@ -22,9 +22,11 @@ def _cache_dir() -> Path:
 
 
 def default_location() -> Path | str | None:
-    """The ledger used when none is named: ``$KOINE_LEDGER`` (a file path; ``:memory:`` for
+    """The ledger used when none is named: ``$KOINE_LEDGER`` (a file path, or a folder, named
+    with a trailing slash or existing, holding ``ledger.sqlite3``; ``:memory:`` for
     one kept in this process; ``0``/``off``/``false``/``no``/``none`` for none), else
-    ``<user cache dir>/koine/ledger.sqlite3``. ``None`` means turned off."""
+    ``<user cache dir>/koine/ledger.sqlite3``. ``None`` means turned off. A path that is a
+    folder, or ends with a path separator (a folder still to be made), holds ``ledger.sqlite3``."""
     raw = os.environ.get(ENV_LEDGER)
     if raw is not None and raw.strip():
         value = raw.strip()
@@ -33,5 +35,6 @@ def default_location() -> Path | str | None:
         if value == MEMORY:
             return MEMORY
         path = Path(value).expanduser()
-        return path / FILE_NAME if path.is_dir() else path
+        folder = value.endswith(("/", os.sep)) or path.is_dir()
+        return path / FILE_NAME if folder else path
     return _cache_dir() / FILE_NAME

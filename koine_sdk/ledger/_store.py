@@ -10,100 +10,28 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Generator, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import KoineError
+from ._claims import Claims
+from ._files import create_private
 from ._key import RequestShape
 from ._location import MEMORY
+from ._records import RECORD_COLUMNS, GroupRun, LedgerRecord, storable, valid_row
+from ._schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from ._warnings import LedgerWarning
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Ledger", "LedgerRecord"]
+__all__ = ["GroupRun", "Ledger", "LedgerRecord"]
 
-SCHEMA_VERSION = 1
+_warned_read_only: set[str] = set()  # one warning per file and process
 _LOOKUP_BATCH = 500  # keys per SELECT (SQLite allows 32,766 parameters; small batches stay fast)
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, content TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started REAL NOT NULL,
-    ended REAL,
-    rows INTEGER,
-    params TEXT,
-    stats TEXT,
-    host TEXT,
-    pid INTEGER
-);
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    run_id TEXT,
-    endpoint TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    system_hash TEXT,
-    schema_hash TEXT,
-    model TEXT,
-    allowed_tools TEXT,
-    session_in TEXT,
-    status TEXT NOT NULL,
-    error_code TEXT,
-    error_message TEXT,
-    answer TEXT,
-    raw_text TEXT,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    session_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    started REAL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS requests_by_key ON requests (key);
-CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
-"""
-
-_RECORD_COLUMNS = (
-    "key, run_id, endpoint, status, answer, raw_text, error_code, error_message, "
-    "input_tokens, output_tokens, session_id, attempts, started, finished, id"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerRecord:
-    """One finished request as the ledger holds it.
-
-    ``status`` is ``"ok"`` (``answer`` holds the object as JSON for ``/generate-object`` and
-    the text for ``/generate-text``; ``raw_text`` the model's JSON text) or ``"failed"``
-    (``error_code``/``error_message``). Tokens are those paid for the request (all attempts).
-    Times are Unix seconds."""
-
-    key: str
-    run_id: str | None
-    endpoint: str
-    status: str
-    answer: str | None
-    raw_text: str | None
-    error_code: str | None
-    error_message: str | None
-    input_tokens: int
-    output_tokens: int
-    session_id: str | None
-    attempts: int
-    started: float | None
-    finished: float | None
-    id: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 def _error(message: str, exc: BaseException | None = None) -> KoineError:
@@ -111,7 +39,7 @@ def _error(message: str, exc: BaseException | None = None) -> KoineError:
     return KoineError(message + detail, "LEDGER_ERROR")
 
 
-class Ledger:
+class Ledger(Claims):
     """A durable record of requests and their answers: cache, checkpoint and log at once.
 
     ``Ledger(path)`` opens (or creates) the SQLite file at ``path``; ``Ledger(":memory:")``
@@ -134,11 +62,11 @@ class Ledger:
         self._pid = os.getpid()
         self._known_blobs: set[str] = set()
         self._closed = False
+        self.read_only = False  # set when the file can be read but not written (see _open)
+        self._generation = 0  # bumped when the file was replaced: thread connections reopen
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
         if self.path is not None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise _error(f"cannot create the ledger's folder {self.path.parent}", exc) from None
+            create_private(self.path)
         self._connect()  # open now: a bad file fails here, before any request is sent
 
     def __repr__(self) -> str:
@@ -146,20 +74,89 @@ class Ledger:
 
     # -- connections --------------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
-        where = MEMORY if self.path is None else str(self.path)
+    def _writable(self) -> bool:
+        """Whether this process may write the file (and its folder, for ``-wal``/``-shm``)."""
+        assert self.path is not None
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return False
+        return os.access(self.path.parent, os.W_OK)
+
+    def _connect_to(self, where: str, *, uri: bool = False) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
+            return sqlite3.connect(
                 where,
                 timeout=self.timeout,
                 isolation_level=None,  # autocommit: each write is its own committed transaction
-                check_same_thread=self.path is not None,
+                # Each thread uses its own connection (thread-local); close() may still close them
+                # all from one thread, which needs this off.
+                check_same_thread=False,
+                uri=uri,
             )
         except sqlite3.Error as exc:
             raise _error(f"cannot open the ledger {where}", exc) from None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A ledger this process can read but not write (a shared answers file, a folder of
+        someone else's): answers are reused and replayed, new ones are not kept (one warning)."""
+        assert self.path is not None
+        base = self.path.resolve().as_uri()
+        last: BaseException | None = None
+        # mode=ro needs the -shm file (or a writable folder); immutable=1 reads the file as is.
+        for query in ("mode=ro", "immutable=1"):
+            conn = self._connect_to(f"{base}?{query}", uri=True)
+            try:
+                conn.execute("PRAGMA trusted_schema = OFF")
+                self._check_read_only(conn)
+            except (sqlite3.Error, ValueError) as exc:
+                conn.close()
+                last = exc
+                continue
+            if not self.read_only:
+                self.read_only = True
+                if str(self.path) in _warned_read_only:
+                    return conn
+                _warned_read_only.add(str(self.path))
+                warnings.warn(
+                    f"The ledger {self.path} is read-only here: its answers are reused, but new "
+                    "answers will not be kept (they are paid again next time).",
+                    LedgerWarning,
+                    stacklevel=5,
+                )
+            return conn
+        raise _error(f"the ledger {self.path} cannot be read", last)
+
+    def _check_read_only(self, conn: sqlite3.Connection) -> None:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "blobs", "runs", "requests"} <= have:
+            raise sqlite3.DatabaseError("not a ledger (its tables are missing)")
+        code = conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')"
+        ).fetchone()[0]
+        if code:
+            raise sqlite3.DatabaseError("it holds triggers or views, which cannot be dropped")
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"it was written by a newer koine-sdk (format {row[0]})")
+
+    def _open(self) -> sqlite3.Connection:
+        where = MEMORY if self.path is None else str(self.path)
+        if self.path is not None and (self.read_only or not self._writable()):
+            return self._open_read_only()
+        conn = self._connect_to(where)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # A ledger may come from elsewhere: SQL functions named in its schema never run.
+            conn.execute("PRAGMA trusted_schema = OFF")
             self._prepare(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if self.path is not None and "readonly" in str(exc).lower().replace("-", ""):
+                return self._open_read_only()
+            raise _error(
+                f"the ledger {where} cannot be used (corrupt, locked, or not a ledger; move it "
+                "away, or choose another file with KOINE_LEDGER or ledger=)",
+                exc,
+            ) from None
         except (sqlite3.Error, ValueError) as exc:
             conn.close()
             raise _error(
@@ -189,6 +186,7 @@ class Ledger:
             delay = min(delay * 2, 0.2)
 
     def _prepare_once(self, conn: sqlite3.Connection) -> None:
+        self._drop_code(conn)
         if self.path is not None:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -200,17 +198,73 @@ class Ledger:
             conn.execute("PRAGMA synchronous = NORMAL")
         have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"meta", "blobs", "runs", "requests"} <= have:
-            conn.executescript(_TABLES)
+            conn.executescript(TABLES)
         row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         if row is None:
             conn.execute(
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
-        elif int(row[0]) > SCHEMA_VERSION:
+            return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"it was written by a newer koine-sdk (ledger format {row[0]})"
             )
+        for target, step in MIGRATIONS:
+            if version < target:
+                self._upgrade(conn, target, step)
+                version = target
+
+    def _upgrade(
+        self, conn: sqlite3.Connection, target: int, step: Callable[[sqlite3.Connection], None]
+    ) -> None:
+        """One numbered migration, in one transaction (another process may have done it
+        first: the version is read again inside it)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            if int(now[0]) < target:
+                step(conn)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(target),)
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _drop_code(self, conn: sqlite3.Connection) -> None:
+        """A ledger is data: it never holds triggers or views. A file from elsewhere that does
+        (a trigger can rewrite later answers, a view can stand in for a table) has them
+        dropped, with a warning; a file where they cannot be dropped is refused."""
+        found = conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+        ).fetchall()
+        if not found:
+            return
+        names = ", ".join(f"{kind} {name!r}" for kind, name in found)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for kind, name in found:
+                quoted = '"' + str(name).replace('"', '""') + '"'
+                conn.execute(
+                    f"DROP {'TRIGGER' if kind == 'trigger' else 'VIEW'} IF EXISTS {quoted}"
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise sqlite3.DatabaseError(
+                f"it holds code ({names}), which a ledger never does, and it could not be "
+                f"dropped ({exc})"
+            ) from None
+        warnings.warn(
+            f"The ledger {self.path} held {names}; a ledger never holds code, so they were "
+            "dropped. Trust a ledger from elsewhere as you trust the notebook it came with.",
+            LedgerWarning,
+            stacklevel=6,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
@@ -223,13 +277,49 @@ class Ledger:
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
+        self._follow_file()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or getattr(self._local, "generation", -1) != self._generation:
             conn = self._open()
             self._local.conn = conn
+            self._local.generation = self._generation
             with self._lock:
                 self._connections.append(conn)
+            if self._identity is None:
+                self._identity = self._file_identity()
         return conn
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        assert self.path is not None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _follow_file(self) -> None:
+        """The file on disk is the truth: when the ledger was deleted or replaced since it was
+        opened (``rm`` to forget, a shipped file copied over it), every connection to the old
+        file is closed and the next use opens (or creates) the one there now."""
+        if self._identity is None:
+            return
+        now = self._file_identity()
+        if now == self._identity:
+            return
+        with self._lock:
+            if self._file_identity() == self._identity:
+                return
+            old, self._connections = self._connections, []
+            self._generation += 1
+            self._identity = None
+            self._known_blobs.clear()
+        for conn in old:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        assert self.path is not None
+        create_private(self.path)
 
     @contextmanager
     def _db(self, what: str) -> Generator[sqlite3.Connection]:
@@ -264,13 +354,23 @@ class Ledger:
 
     # -- runs -------------------------------------------------------------------------------
 
-    def start_run(self, kind: str, *, rows: int | None = None, params: Mapping[str, Any]) -> str:
-        """Record the start of a run (``kind``: ``"extract"``, ...); returns its id."""
+    def start_run(
+        self,
+        kind: str,
+        *,
+        rows: int | None = None,
+        params: Mapping[str, Any],
+        group: str | None = None,
+    ) -> str:
+        """Record the start of a run (``kind``: ``"extract"``, ...; ``group``: the Dask group
+        it is a partition of); returns its id."""
         run_id = uuid.uuid4().hex[:16]
+        if self.read_only:
+            return run_id  # nothing can be kept: the run goes on all the same
         with self._db("start a run") as db:
             db.execute(
-                "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, kind, status, started, rows, params, host, pid, "
+                "run_group) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     kind,
@@ -279,12 +379,43 @@ class Ledger:
                     _dumps(params),
                     socket.gethostname(),
                     os.getpid(),
+                    group,
                 ),
             )
         return run_id
 
+    def group_runs(self, group: str, kind: str = "extract") -> list[GroupRun]:
+        """The runs of a Dask ``group`` (its partitions), oldest first."""
+        with self._db("read the runs of a group") as db:
+            found = db.execute(
+                "SELECT run_id, status, started, ended, rows, params, stats FROM runs "
+                "WHERE kind = ? AND run_group = ? ORDER BY started",
+                (kind, group),
+            ).fetchall()
+        out: list[GroupRun] = []
+        for run_id, status, started, ended, n, params, stats in found:
+            try:
+                loaded: Any = json.loads(params) if params else {}
+                summary: Any = json.loads(stats) if stats else None
+            except (TypeError, ValueError):
+                continue  # a record that is not what a ledger writes: skipped
+            out.append(GroupRun(run_id, status, started, ended, n, loaded, summary))
+        return out
+
+    def committed(self, run_id: str) -> tuple[int, int, int]:
+        """(requests, input tokens, output tokens) a run has committed so far."""
+        with self._db("count a run's requests") as db:
+            count, tokens_in, tokens_out = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
+                "COALESCE(SUM(output_tokens), 0) FROM requests WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        return int(count), int(tokens_in), int(tokens_out)
+
     def finish_run(self, run_id: str, *, status: str, stats: Mapping[str, Any]) -> None:
         """Record how a run ended (``status``: ``"done"``, ``"interrupted"``, ``"failed"``...)."""
+        if self.read_only:
+            return
         with self._db("finish a run") as db:
             db.execute(
                 "UPDATE runs SET status = ?, ended = ?, stats = ? WHERE run_id = ?",
@@ -296,7 +427,10 @@ class Ledger:
     def _blob(self, db: sqlite3.Connection, digest: str | None, content: str | None) -> None:
         if digest is None or content is None or digest in self._known_blobs:
             return
-        db.execute("INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)", (digest, content))
+        db.execute(
+            "INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)",
+            (digest, storable(content)),
+        )
         self._known_blobs.add(digest)
 
     def record(
@@ -317,11 +451,23 @@ class Ledger:
         attempts: int = 1,
         started: float | None = None,
         finished: float | None = None,
+        answered_by: str | None = None,
     ) -> None:
         """Write (and commit) one finished request. ``shape`` is the rest of its body
-        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``."""
+        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``. ``answered_by`` is
+        the model that answered when the request named none (a replica's default model):
+        the ``model`` column, shown by ``history()``, then says it."""
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed' (got {status!r})")
+        if self.read_only:
+            return  # warned once when opened: new answers are not kept
+        # SQLite stores UTF-8, which cannot hold a lone surrogate: such text is stored with
+        # U+FFFD in its place (the key, computed from the true text, still finds the answer),
+        # so a paid answer is never lost to an encoding error.
+        key = key if key is not None else shape.key(prompt)  # of the true text
+        prompt = storable(prompt)
+        answer, raw_text = storable(answer), storable(raw_text)
+        error_message = storable(error_message)
         tools = json.dumps(list(shape.allowed_tools)) if shape.allowed_tools is not None else None
         with self._db("record a request") as db:
             self._blob(db, shape.schema_hash, shape.schema_json)
@@ -332,13 +478,13 @@ class Ledger:
                 "raw_text, input_tokens, output_tokens, session_id, attempts, started, finished) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    key if key is not None else shape.key(prompt),
+                    key,
                     run_id,
                     shape.path,
                     prompt,
                     shape.system_hash,
                     shape.schema_hash,
-                    shape.model,
+                    shape.model if shape.model is not None else answered_by,
                     tools,
                     shape.session_id,
                     status,
@@ -369,15 +515,35 @@ class Ledger:
                 batch = wanted[start : start + _LOOKUP_BATCH]
                 marks = ",".join("?" * len(batch))
                 rows = db.execute(
-                    f"SELECT {_RECORD_COLUMNS} FROM requests WHERE key IN ({marks}) ORDER BY id",
+                    f"SELECT {RECORD_COLUMNS} FROM requests WHERE key IN ({marks}) ORDER BY id",
                     batch,
                 ).fetchall()
                 for row in rows:
+                    if not valid_row(row):
+                        continue  # a bad record is a miss
                     rec = LedgerRecord(*row)
                     old = found.get(rec.key)
                     if old is None or rec.ok or not old.ok:
                         found[rec.key] = rec
         return found
+
+    def nearest(
+        self, prompt: str, endpoints: Sequence[str]
+    ) -> tuple[str | None, str | None, str | None, str | None, str | None] | None:
+        """The latest success recorded for ``prompt`` on one of ``endpoints``, as (model,
+        session id sent, system hash, schema hash, allowed tools as JSON): what a near miss
+        differs by. ``None`` when there is none (or the row does not have these types)."""
+        marks = ",".join("?" * len(endpoints))
+        with self._db("look up a prompt") as db:
+            row = db.execute(
+                "SELECT model, session_in, system_hash, schema_hash, allowed_tools FROM requests "
+                f"WHERE prompt = ? AND status = 'ok' AND endpoint IN ({marks}) "
+                "ORDER BY id DESC LIMIT 1",
+                (prompt, *endpoints),
+            ).fetchone()
+        if row is None or not all(v is None or isinstance(v, str) for v in row):
+            return None
+        return cast("tuple[str | None, str | None, str | None, str | None, str | None]", row)
 
     def get(self, key: str) -> LedgerRecord | None:
         """The best record of one key (see :meth:`lookup`), or ``None``."""
@@ -393,9 +559,9 @@ class Ledger:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only SQL query on the ledger's tables (``runs``, ``requests``,
-        ``blobs``)."""
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a SQL query on the ledger's tables (private: the ledger owns its schema;
+        callers use the typed reads)."""
         with self._db("read") as db:
             return db.execute(sql, tuple(params)).fetchall()
 
@@ -403,7 +569,7 @@ class Ledger:
         """The runs, newest first, as a DataFrame (needs pandas)."""
         from ._frames import runs_frame
 
-        return runs_frame(self, limit=limit)
+        return runs_frame(self._run_rows(limit))
 
     def rows(
         self, run_id: str | None = None, *, status: str | None = None, limit: int | None = None
@@ -413,8 +579,39 @@ class Ledger:
         timings (needs pandas)."""
         from ._frames import rows_frame
 
-        return rows_frame(self, run_id=run_id, status=status, limit=limit)
+        return rows_frame(self._request_rows(run_id, status, limit))
+
+    def _run_rows(self, limit: int | None) -> list[tuple[Any, ...]]:
+        sql = (
+            "SELECT run_id, kind, status, started, ended, rows, params, stats FROM runs "
+            "ORDER BY started DESC" + (" LIMIT ?" if limit is not None else "")
+        )
+        return self._query(sql, [limit] if limit is not None else [])
+
+    def _request_rows(
+        self, run_id: str | None, status: str | None, limit: int | None
+    ) -> list[tuple[Any, ...]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if run_id is not None:
+            where.append("r.run_id = ?")
+            params.append(run_id)
+        if status is not None:
+            where.append("r.status = ?")
+            params.append(status)
+        sql = (
+            "SELECT r.id, r.run_id, r.endpoint, r.prompt, s.content, r.model, r.status, "
+            "r.error_code, r.error_message, r.answer, r.input_tokens, r.output_tokens, "
+            "r.attempts, r.session_id, r.started, r.finished, r.key FROM requests r "
+            "LEFT JOIN blobs s ON s.hash = r.system_hash"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY r.id"
+            + (" LIMIT ?" if limit is not None else "")
+        )
+        if limit is not None:
+            params.append(limit)
+        return self._query(sql, params)
 
 
 def _dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    return storable(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))

@@ -1,29 +1,14 @@
-"""The four generation endpoints, and the request body they take once it is validated."""
+"""The four generation endpoints (the SDK's own :class:`~koine_sdk.Endpoint`), and the request
+body they take once it is validated."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
+from .._request import Endpoint
+
 __all__ = ["Endpoint", "GenerateRequest"]
-
-
-class Endpoint(enum.Enum):
-    """The four generation endpoints."""
-
-    GENERATE_TEXT = "/generate-text"
-    GENERATE_OBJECT = "/generate-object"
-    STREAM = "/stream"
-    STREAM_OBJECT = "/stream-object"
-
-    @property
-    def streaming(self) -> bool:
-        return self in (Endpoint.STREAM, Endpoint.STREAM_OBJECT)
-
-    @property
-    def wants_object(self) -> bool:
-        return self in (Endpoint.GENERATE_OBJECT, Endpoint.STREAM_OBJECT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
 """The request handlers: ``/health``, the four generation endpoints, and 404 for the rest.
 
-Check order follows the real (Express) gateway: body parse (500 on bad JSON) → bearer auth
-(401/403) → route (404) → concurrency slot (429) → body validation (400) → tools (400) → CLI
-spawn (E2BIG: 500 on ``/generate-*``; on the streams the gateway's process exits) → the run.
+Check order follows the real (Express) gateway but for one hardening: bearer auth (401/403) and
+the announced length come before the body is read (the real gateway parses first), so an
+unauthenticated body is never read, kept or acted on; then body parse (500 on bad JSON; 413 past
+10 MiB, while it streams in) → route (404) → concurrency slot (429) → body validation (400) →
+tools (400) → CLI spawn (E2BIG: 500 on ``/generate-*``; on the streams the gateway's process
+exits) → the run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ._endpoints import Endpoint
 from ._faults import JSON_TYPE, Fault, FaultKind
 from ._jsontext import compact, js_parse_error, strict_loads
 from ._model import Run
-from ._request import BAD_JSON, auth_error, parse_body
+from ._request import BAD_JSON, MAX_BODY_BYTES, auth_error, parse_body
 from ._responses import (
     BUSY,
     INTERNAL,
@@ -51,19 +54,42 @@ class Handlers:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
 
-    async def _receive(self, request: Request) -> Any:
-        """Read and record the request; its parsed body (``BAD_JSON`` if it is not JSON)."""
-        raw = await request.body()
-        body = parse_body(request, raw)
+    async def _receive(self, request: Request, *, auth: bool = True) -> Any:
+        """Read and record the request: its parsed body (``BAD_JSON`` if it is not JSON), or
+        the Response that refuses it. The bearer key (when the route needs one) and the
+        announced length are checked before any byte of the body is read; the body then
+        streams in under the cap (413 as soon as it passes). A refused body is never kept."""
         headers = {k: v for k, v in request.headers.items()}
-        parsed = None if body is BAD_JSON or not raw.strip() else body
         peer = (request.client.host, request.client.port) if request.client else None
-        record = RecordedRequest(request.method, request.url.path, headers, raw, parsed, peer)
-        self.state.record(record)
+        method, path = request.method, request.url.path
+
+        def refuse(response: Response) -> Response:
+            self.state.record(RecordedRequest(method, path, headers, b"", None, peer))
+            return response
+
+        denied = auth_error(self.state.settings, request) if auth else None
+        if denied is not None:
+            return refuse(denied)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return refuse(error_response(413, "request entity too large"))
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return refuse(error_response(413, "request entity too large"))
+            parts.append(chunk)
+        raw = b"".join(parts)
+        body = parse_body(request, raw)
+        parsed = None if body is BAD_JSON or not raw.strip() else body
+        self.state.record(RecordedRequest(method, path, headers, raw, parsed, peer))
         return body
 
     async def health(self, request: Request) -> Response:
-        body = await self._receive(request)
+        body = await self._receive(request, auth=False)  # /health needs no key
+        if isinstance(body, Response):
+            return body
         if body is BAD_JSON:
             return fault_response(INTERNAL)
         if request.method not in ("GET", "HEAD"):
@@ -87,9 +113,11 @@ class Handlers:
 
     async def not_found(self, request: Request) -> Response:
         body = await self._receive(request)
+        if isinstance(body, Response):
+            return body
         if body is BAD_JSON:
             return fault_response(INTERNAL)
-        return auth_error(self.state.settings, request) or error_response(404, "Not found")
+        return error_response(404, "Not found")
 
     def endpoint(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
@@ -101,7 +129,9 @@ class Handlers:
 
     async def generate(self, request: Request, endpoint: Endpoint) -> Response:
         state = self.state
-        body = await self._receive(request)
+        body = await self._receive(request)  # the key is checked first: nothing runs without it
+        if isinstance(body, Response):
+            return body
         reply = state.pop_reply()
         settings = state.settings
         prompt = cast(dict[str, Any], body).get("prompt") if isinstance(body, dict) else None
@@ -120,9 +150,6 @@ class Handlers:
                 return fault_response(fault)
             if body is BAD_JSON:
                 return fault_response(INTERNAL)
-            denied = auth_error(settings, request)
-            if denied is not None:
-                return denied
             if not state.acquire(kind):
                 return fault_response(BUSY)
             slot = True

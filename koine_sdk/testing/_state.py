@@ -3,21 +3,29 @@ concurrency counters and the streams in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._faults import Reply
 from ._model import Model
 from ._settings import GatewaySettings
 
-if TYPE_CHECKING:
-    from ._context import RequestContext
-
 __all__ = ["GatewayState", "RecordedRequest"]
+
+
+class Stoppable(Protocol):
+    """What the state needs of a request in flight (a ``RequestContext``): its stop event."""
+
+    stop: asyncio.Event
+
+
+MAX_RECORDED = 10_000
+"""Requests kept in :attr:`GatewayState.requests` (a long-running gateway must not grow)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,7 @@ class GatewayState:
         self.peak = {"streaming": 0, "nonStreaming": 0}
         self.rejected = 0
         self.disconnects = 0
-        self.contexts: set[RequestContext] = set()
+        self.contexts: set[Stoppable] = set()  # the requests in flight
         self.crashed = False
         # Called on the server's loop when a spawn error takes the "process" down (set by
         # LocalGateway: it stops the server).
@@ -74,6 +82,8 @@ class GatewayState:
     def record(self, request: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(request)
+            if len(self.requests) > MAX_RECORDED:  # the log is bounded: drop the oldest
+                del self.requests[: len(self.requests) - MAX_RECORDED]
             self.lock.notify_all()
 
     def pop_reply(self) -> Reply | None:

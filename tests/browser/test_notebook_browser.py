@@ -128,9 +128,13 @@ def test_text_answer_grows_on_screen(notebook: NotebookPage) -> None:
     # the status line ticks while running, and says done at the end
     assert any(s.status.startswith("⏳") for s in live)
     assert run.final.status.startswith("✓"), run.final.status
+    # the view never went empty between the live answer and the result (no flicker at the swap)
+    started = next(i for i, s in enumerate(run.samples) if s.live)
+    empty = [s.t for s in run.samples[started:] if s.running and not s.live and not s.result_text]
+    assert not empty, f"the cell showed nothing at {empty[:5]} s while it was still running"
     # the final output is the answer's Markdown rendering
     final = run.final
-    assert final.result_mime == "text/markdown", final.result_mime
+    assert final.result_mime == "text/html", final.result_mime  # rendered by us, sanitized
     assert final.result_text is not None
     assert _dom.squash(final.result_text) == expected_text, (final.result_text, answer)
     assert _dom.result_structure(page, index) == _dom.html_structure(page, expected_html)
@@ -238,3 +242,27 @@ def test_extract_progress_moves_and_table_has_every_row(notebook: NotebookPage) 
         f"extract: {len(middle)} intermediate bar positions, {rows} rows, "
         f"cell finished at {run.finished:.2f} s",
     )
+
+
+def test_an_answer_carrying_scripts_runs_nothing(notebook: NotebookPage) -> None:
+    """The echo model answers with an image whose onerror sets a flag, a script, and
+    javascript: links: after the answer is drawn (live and final) and its links are clicked, the
+    flag is still unset and no image was loaded."""
+    page = notebook.page
+    index = notebook.cell_index("%%koine --out hostile")
+    _dom.run_cell(page, index)
+    run = _dom.wait_cell_done(page, index)
+    check_no_widget_failure(run)
+    assert run.final.result_text is not None and "untrusted" in run.final.result_text
+    # the javascript: links lost their target; clicking them does nothing (web links are left
+    # alone: they would navigate away from JupyterLab)
+    for link in page.locator(".jp-Cell").nth(index).locator("a:not([href^='http'])").all():
+        try:
+            link.click(timeout=2000, no_wait_after=True)
+        except Exception:
+            pass  # a link without a target is not clickable: nothing to run either
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.koinePwned") is None
+    images = page.locator(".jp-Cell").nth(index).locator(".jp-OutputArea img").count()
+    assert images == 0
+    notebook.report("payload: no script ran, no remote image loaded")

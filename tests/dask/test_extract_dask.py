@@ -159,7 +159,7 @@ def test_by_default_each_worker_records_in_its_own_default_ledger(
     assert out.compute()["error"].isna().all()
     where = set(dask_client.run(lambda: os.environ["KOINE_LEDGER"]).values())
     assert len(where) == 1 and where != {os.environ["KOINE_LEDGER"]}  # the workers', not ours
-    groups = open_ledger(where.pop()).query("SELECT params FROM runs")
+    groups = open_ledger(where.pop())._query("SELECT params FROM runs")
     assert sum(totals(out)["group"] in params for (params,) in groups) == 2  # one per partition
     assert totals(out)["requests"] == 8 and totals(out)["partitions"] == 2
 
@@ -287,7 +287,7 @@ def test_1000_rows_on_2_workers_and_2_gateways_every_row_once_within_the_limits(
         assert g.peak["nonStreaming"] <= LIMIT
         assert g.rejected == 0  # the workers never asked a gateway for more than its limit
         assert object_requests([g]) > n / 4  # both replicas took a share
-    hosts = open_ledger(ledger).query("SELECT DISTINCT pid FROM runs")
+    hosts = open_ledger(ledger)._query("SELECT DISTINCT pid FROM runs")
     assert len(hosts) == 2  # both worker processes ran partitions
     assert {t["key"][0].split("-")[0] for t in stream.data} >= {"koine"}  # named for the dashboard
     assert leases_taken(dask_client, gateways) == 0  # every lease was given back

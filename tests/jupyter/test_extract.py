@@ -149,7 +149,7 @@ def test_missing_and_blank_texts_fail_without_requests(
     assert df["error"].isna().tolist() == [True, False, False, True, False, False]
     for label in (20, 30, 50, 60):
         assert df.loc[label, "error"].startswith("INVALID_ARGUMENT: ")
-        assert pd.isna(df.loc[label, "answer_from"]) and pd.isna(df.loc[label, "input_tokens"])
+        assert df.loc[label, "answer_from"] == "not_sent" and pd.isna(df.loc[label, "input_tokens"])
     assert object_requests(gw) == 2
 
 
@@ -520,3 +520,22 @@ def test_fills_the_gateway_limit(koine_gateway_factory: Factory) -> None:
     assert df["error"].isna().all()
     assert len(df) == 200
     assert g.peak["nonStreaming"] == 5 and g.rejected == 0
+
+
+def test_max_tokens_counts_requests_in_flight(gw: LocalGateway, client: SyncKoineClient) -> None:
+    """At concurrency 5 the requests in flight count against the budget (at the run's average):
+    the overshoot is at most about one request (it was 2x at max_tokens=60)."""
+    probe = extract(["probe"], Address, client=client, progress=False, cache=False)
+    per_row = int(probe.loc[0, "input_tokens"] + probe.loc[0, "output_tokens"])
+    budget = per_row * 3
+    df = extract(
+        [f"in flight {i}" for i in range(20)],
+        Address,
+        client=client,
+        concurrency=5,
+        max_tokens=budget,
+        progress=False,
+    )
+    spent = int(df["input_tokens"].sum() + df["output_tokens"].sum())
+    assert spent <= budget + per_row + 2, (spent, budget, per_row)
+    assert df["error"].dropna().str.startswith("BUDGET_EXCEEDED: max_tokens").all()

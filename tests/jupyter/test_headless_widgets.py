@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from _html import answer_text
 from _kernels import kernel_env
 from nbclient import NotebookClient
 
@@ -75,7 +76,7 @@ def test_widget_mode_cells_finish_promptly_with_their_answers(
     for i, cell in enumerate(nb.cells[1 : CELLS + 1]):
         results = [o for o in cell.outputs if o.output_type == "execute_result"]
         assert len(results) == 1, (i, [o.output_type for o in cell.outputs])
-        answer = results[0].data["text/markdown"]
+        answer = answer_text(results[0].data["text/html"])
         assert answer.startswith(f"Echo: nbclient: Cell {i}, paragraph 0")
         assert "paragraph 7" in answer
         # the live view: one widget display whose saved form is the constant placeholder

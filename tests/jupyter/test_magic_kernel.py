@@ -7,74 +7,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from _kernels import kernel_env
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager, start_new_kernel
+from _html import answer_text
+from _kernels import Kernel, kernel_env, of_type
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
 FIXTURES = Path(__file__).parent / "notebooks_fixtures"
-
-
-class Kernel:
-    def __init__(self, km: KernelManager, kc: BlockingKernelClient) -> None:
-        self.km = km
-        self.kc = kc
-
-    def run(
-        self,
-        code: str,
-        timeout: float = 30,
-        interrupt_after: float | None = None,
-        when_drawn: bool = True,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Execute ``code``; return its iopub messages (with arrival times) and the reply.
-        ``interrupt_after``: seconds, then Ctrl-C (once a live update was drawn, if
-        ``when_drawn``)."""
-        msg_id = self.kc.execute(code)
-        msgs: list[dict[str, Any]] = []
-        start = time.monotonic()
-        interrupted = False
-        while True:
-            wait = 0.05 if interrupt_after is not None and not interrupted else timeout
-            try:
-                msg = self.kc.get_iopub_msg(timeout=wait)
-            except Exception:  # queue.Empty
-                msg = None
-            now = time.monotonic()
-            if (
-                interrupt_after is not None
-                and not interrupted
-                and now - start >= interrupt_after
-                and (not when_drawn or any(m["msg_type"] == "update_display_data" for m in msgs))
-            ):
-                self.km.interrupt_kernel()
-                interrupted = True
-                msgs.append({"msg_type": "(interrupt sent)", "time": now, "content": {}})
-            if msg is None:
-                if now - start > timeout:
-                    raise TimeoutError(code)
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            msg["time"] = now
-            msgs.append(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        while True:
-            reply = self.kc.get_shell_msg(timeout=timeout)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return msgs, reply
-
-
-def of_type(msgs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [m for m in msgs if m["msg_type"] == kind]
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +43,17 @@ def test_streams_into_a_display_handle(kernel: Kernel, koine_gateway_server: Any
     assert [d["content"]["data"] for d in displays] == [{"text/plain": ""}]
     assert updates[-1]["content"]["data"] == {"text/plain": ""}
     # streaming happened: several updates with growing text before the answer
-    live = [u["content"]["data"]["text/markdown"] for u in updates[:-1]]
+    live = [answer_text(u["content"]["data"]["text/html"]) for u in updates[:-1]]
     assert len(live) >= 4
-    assert len({text.split("\n\n")[0] for text in live}) >= 4
+    assert len(set(live)) >= 4
     # live frames are prefixes of the answer; the answer itself is the cell's result, once
     # and whole (a last full frame, erased at once by the placeholder, is not sent)
     answer = f"Echo: {words}"
-    assert all(answer.startswith(frame.split("\n\n*")[0].rstrip()) for frame in live)
+    assert all(answer.startswith(frame) for frame in live)
     assert len(results) == 1
     data = results[0]["content"]["data"]
-    assert data["text/markdown"] == answer
+    assert answer_text(data["text/html"]) == answer
+    assert "text/markdown" not in data  # raw Markdown would pass model HTML to the frontend
     assert data["text/plain"] == answer
     assert not of_type(msgs, "stream")
 
@@ -204,8 +149,8 @@ def test_interrupt_keeps_what_arrived(kernel: Kernel) -> None:
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     (error,) = of_type(msgs, "error")
     assert len(error["content"]["traceback"]) == 1
-    final = of_type(msgs, "update_display_data")[-1]["content"]["data"]["text/markdown"]
-    assert final.startswith("Echo: w0 w1")
+    final = of_type(msgs, "update_display_data")[-1]["content"]["data"]["text/html"]
+    assert answer_text(final).startswith("Echo: w0 w1")
     assert "interrupted" in final
     # the kernel is fine afterwards, and the partial answer was kept
     _, ok = kernel.run("assert cut.interrupted and cut.text.startswith('Echo: w0')")
@@ -232,7 +177,7 @@ def test_the_answer_carries_its_provenance_as_metadata(kernel: Kernel) -> None:
     msgs, reply = kernel.run("%%koine --session prov\nAbout {topic}")
     assert reply["content"]["status"] == "ok"
     (result,) = of_type(msgs, "execute_result")
-    assert result["content"]["data"]["text/markdown"] == "Echo: About SSE"
+    assert answer_text(result["content"]["data"]["text/html"]) == "Echo: About SSE"
     meta = result["content"]["metadata"]["koine"]
     assert meta["source"] == "live" and meta["session"] == "prov" and meta["model"] is None
     assert meta["references"] == ["topic"]
@@ -280,9 +225,9 @@ def test_widget_mode_sends_each_block_once(koine_gateway_server: Any) -> None:
         displays = of_type(msgs, "display_data")
         # the first display is the live box, whose saved form is the constant placeholder
         assert displays[0]["content"]["data"]["text/plain"] == ""
-        blocks = [d["content"]["data"]["text/markdown"] for d in displays[1:]]
+        blocks = [d["content"]["data"]["text/html"] for d in displays[1:]]
         (result,) = of_type(msgs, "execute_result")
-        answer = result["content"]["data"]["text/markdown"]
+        answer = result["content"]["data"]["text/html"]
         assert len(answer) > 6000
         # the plain-text fallback of a long answer is a preview, not the whole text again
         assert "more characters" in result["content"]["data"]["text/plain"]
@@ -329,7 +274,7 @@ def test_notebook_reexecutes_equal_under_nbval(koine_gateway_server: Any, tmp_pa
     # is saved as its constant placeholder, the answer as the cell's result
     live, result = nb.cells[2].outputs
     assert live["output_type"] == "display_data" and live["data"] == {"text/plain": ""}
-    assert result["data"]["text/markdown"] == "Echo: Describe SSE"
+    assert answer_text(result["data"]["text/html"]) == "Echo: Describe SSE"
     assert nb.cells[3].outputs[-1]["data"] == {"text/plain": "Echo: Plain Echo: Describe SSE"}
     path = tmp_path / "run.ipynb"
     nbformat.write(nb, path)

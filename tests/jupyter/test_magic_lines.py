@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _html import status_text
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -225,7 +226,7 @@ def test_the_status_line_names_the_filled_references(ip: InteractiveShell) -> No
     with capture_output() as cap:
         result = ip.run_cell("%%koine\n[[chunks=20]] [[slow=0.03]] About {topic} and {nope}")
     assert result.success
-    live = [o.data.get("text/markdown", "") for o in cap.outputs]
+    live = [status_text(o.data.get("text/html", "")) for o in cap.outputs]
     assert any("filled {topic}; kept {nope} (not defined)" in text for text in live), live
     assert result.result.references == ("topic",)
     assert result.result.provenance()["references"] == ["topic"]

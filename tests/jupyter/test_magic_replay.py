@@ -67,7 +67,7 @@ def test_strict_miss_fails_the_cell_naming_its_prompt(
     assert err.code == "REPLAY_MISS"
     captured = capsys.readouterr()
     text = captured.out + captured.err
-    assert "Which river is the longest in Europe?" in text
+    assert "Which river is the longest\\nin Europe?" in text  # repr() quoting: line breaks show
     assert "%koine replay on" in text  # what to do, in notebook terms
     assert "Traceback" not in text  # a few lines, not a page
     assert koine_gateway.requests == []

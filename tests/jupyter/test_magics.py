@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import pytest
+from _html import answer_text
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -45,14 +46,14 @@ def test_display_handle_mode_updates_then_returns_the_answer(ip: InteractiveShel
     assert result.success
     answer = result.result
     assert isinstance(answer, KoineAnswer)
-    texts = [o.data.get("text/markdown", "") for o in cap.outputs]
+    texts = [answer_text(o.data.get("text/html", "")) for o in cap.outputs]
     assert cap.outputs[0].data == {"text/plain": ""}
     assert cap.outputs[-1].data == {"text/plain": ""}
-    growing = [t.split("\n\n*")[0].strip() for t in texts if t.startswith("Echo")]
+    growing = [t for t in texts if t.startswith("Echo")]
     assert len(set(growing)) >= 3  # several live updates before completion
     assert all(answer.text.startswith(t) for t in growing)  # each one a start of the answer
     assert answer.text == "Echo: " + " ".join(f"w{i}" for i in range(20))
-    assert answer._repr_mimebundle_()[0] == {"text/markdown": answer.text}
+    assert answer._repr_mimebundle_()[0] == {"text/html": f"<p>{answer.text}</p>\n"}
 
 
 def test_interpolation_of_names_and_earlier_answers(

@@ -82,7 +82,7 @@ def test_records_and_lookup_prefer_the_latest_success(tmp_path: Path) -> None:
     assert shape.key("c") not in found
     ledger.finish_run(run, status="done", stats={"requests": 1, "input_tokens": 5})
     # The schema and the system prompt are stored once, however many rows use them.
-    assert ledger.query("SELECT COUNT(*) FROM blobs") == [(2,)]
+    assert ledger._query("SELECT COUNT(*) FROM blobs") == [(2,)]
     rows = ledger.rows()
     assert rows["prompt"].tolist() == ["a", "a", "a", "b"]
     assert rows["system"].tolist() == ["sys"] * 4
@@ -119,7 +119,7 @@ def test_several_processes_and_threads_write_one_ledger_and_lose_nothing(tmp_pat
     for t in threads:
         t.join(60)
     ledger = Ledger(path)
-    assert ledger.query("SELECT COUNT(*), COUNT(DISTINCT prompt) FROM requests") == [(1050, 1050)]
+    assert ledger._query("SELECT COUNT(*), COUNT(DISTINCT prompt) FROM requests") == [(1050, 1050)]
     ledger.close()
 
 

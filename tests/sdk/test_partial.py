@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
-from koine_sdk._partial import PartialParser, partial_type
+from koine_sdk._objects._schema_views import PartialParser, partial_type
 from koine_sdk.errors import KoineError
 
 
@@ -338,3 +338,94 @@ def test_raw_json_schema_dict() -> None:
     assert parser.json_schema() == raw
     assert parser.parse({"city": "Par"}) == {"city": "Par"}
     assert parser.validate_final({"city": "Paris"}, "{}") == {"city": "Paris"}
+
+
+# -- no partial twice in a row ------------------------------------------------------------------
+
+
+class _Row(BaseModel):
+    name: str
+    tags: list[str] = []
+
+
+class _Doc(BaseModel):
+    title: str
+    rows: list[_Row] = []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_partial_stream_never_repeats_a_value(data: Any) -> None:
+    """Events as the gateway sends them (``partial`` = the JSON text so far, ``parsed`` = its
+    best-effort parse), cut at arbitrary points, some cuts repeated, then the final ``object``:
+    consecutive partials are never equal, and the final object is not yielded again when the
+    last partial already equals it."""
+    import json as _json
+
+    from koine_sdk._objects._schema_views import PartialParser
+    from koine_sdk._sse import ServerSentEvent
+    from koine_sdk._streams import ObjectStreamState
+    from koine_sdk.testing._jsontext import partial_parse
+
+    doc = data.draw(
+        st.builds(
+            _Doc,
+            title=st.text(max_size=8),
+            rows=st.lists(
+                st.builds(_Row, name=st.text(max_size=5), tags=st.lists(st.text(max_size=3))),
+                max_size=4,
+            ),
+        )
+    )
+    text = _json.dumps(doc.model_dump())
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(text)), max_size=25)))
+    if data.draw(st.booleans()):
+        cuts.append(len(text))  # the last partial is the whole object
+    state = ObjectStreamState(PartialParser(_Doc))
+    shown: list[Any] = []
+    for cut in cuts:
+        ok, parsed = partial_parse(text[:cut])
+        if not ok:
+            continue
+        payload = _json.dumps({"partial": text[:cut], "parsed": parsed})
+        out = state.feed(ServerSentEvent("partial-object", payload))
+        if out is not None:
+            shown.append(out)
+    final = state.feed(ServerSentEvent("object", _json.dumps({"object": doc.model_dump()})))
+    if final is not None:
+        shown.append(final)
+    for a, b in itertools.pairwise(shown):
+        assert a != b
+    assert state.final_object() == doc
+
+
+class _Person(BaseModel):
+    name: str
+    age: int
+
+
+@pytest.mark.parametrize(
+    ("first", "count"),
+    [
+        ({"partial": '{"name":"Al"', "parsed": {"name": "Al"}}, 2),  # 2.3.0: best effort
+        ({"partial": "{", "parsed": None}, 1),  # 2.3.0: a null parsed is skipped
+    ],
+)
+def test_the_final_object_is_not_yielded_again(first: dict[str, Any], count: int) -> None:
+    """2.3.0's reference cases: the last partial equals the final object, which then is not
+    yielded a second time."""
+    from koine_sdk._objects._schema_views import PartialParser
+    from koine_sdk._sse import ServerSentEvent
+    from koine_sdk._streams import ObjectStreamState
+
+    state = ObjectStreamState(PartialParser(_Person))
+    events = [
+        ("partial-object", first),
+        (
+            "partial-object",
+            {"partial": '{"name":"Alice","age":30}', "parsed": {"name": "Alice", "age": 30}},
+        ),
+        ("object", {"object": {"name": "Alice", "age": 30}}),
+    ]
+    shown = [state.feed(ServerSentEvent(n, json.dumps(d))) for n, d in events]
+    assert len([s for s in shown if s is not None]) == count

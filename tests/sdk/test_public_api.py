@@ -26,27 +26,34 @@ from koine_sdk import (
     create_koine,
     create_koine_sync,
 )
-from koine_sdk._partial import CACHE_SIZE, parser_for, partial_type
+from koine_sdk._objects._schema_views import CACHE_SIZE, parser_for, partial_type
 from koine_sdk.errors import _parse_retry_after  # pyright: ignore[reportPrivateUsage]
 from koine_sdk.testing import Fault
 
 PINNED: dict[str, list[str]] = {
     "koine_sdk": [
-        "ConcurrencySlots", "ErrorCode", "GatewayConcurrency", "GenerateObjectResult",
-        "GenerateTextResult", "HealthStatus", "KoineClient", "KoineConfig", "KoineError",
-        "KoineUsage", "LoopThread", "ReplayMode", "StreamObjectResult", "StreamTextResult",
+        "ConcurrencySlots", "Endpoint", "ErrorCode", "GatewayConcurrency", "GenerateObjectResult",
+        "GenerateTextResult", "HealthStatus", "KoineAuthError", "KoineClient", "KoineConfig",
+        "KoineConnectionError", "KoineError", "KoineRateLimitError", "KoineRequest",
+        "KoineResponseError", "KoineTimeoutError", "KoineValidationError",
+        "KoineUsage", "LoopThread", "ReplayMode", "ResponseLimits", "StreamObjectResult",
+        "StreamTextResult",
         "StreamWarning",
         "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult", "__version__",
         "create_koine", "create_koine_sync", "json_schema",
     ],
     "koine_sdk.cli": ["main"],
     "koine_sdk.client": ["KoineClient", "StreamObjectResult", "StreamTextResult", "create_koine"],
-    "koine_sdk.errors": ["ErrorCode", "KoineError"],
+    "koine_sdk.errors": [
+        "KNOWN_ERROR_CODES", "ErrorCode", "KoineAuthError", "KoineConnectionError", "KoineError",
+        "KoineRateLimitError", "KoineResponseError", "KoineTimeoutError", "KoineValidationError",
+        "to_error_code",
+    ],
     "koine_sdk.ledger": [
-        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "Ledger", "LedgerRecord", "LedgerSpec",
-        "LedgerWarning", "RequestShape", "caller_records", "canonical_json", "content_hash",
-        "default_location", "open_ledger", "process_ledger", "recorded_by_caller",
-        "request_key", "request_keys",
+        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "ClaimResult", "Ledger", "LedgerRecord",
+        "LedgerSpec", "LedgerWarning", "RequestShape", "caller_records", "canonical_json",
+        "content_hash", "default_location", "open_ledger", "process_ledger",
+        "recorded_by_caller", "request_key", "request_keys",
     ],
     "koine_sdk.sync": [
         "LoopThread", "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult",
@@ -61,6 +68,29 @@ PINNED: dict[str, list[str]] = {
         "Reply", "example_for_schema", "partial_parse", "settings_from_env",
     ],
 }  # fmt: skip
+
+
+JUPYTER_PINNED: dict[str, list[str]] = {
+    "koine_jupyter": [
+        "FrameView", "KoineAnswer", "ObjectView", "TextView", "aclassify", "aextract",
+        "agenerate", "choose_mode", "classify", "clear_cache", "extract", "flatten_record",
+        "generate", "load_ipython_extension", "show_stream", "to_dataframe",
+        "unload_ipython_extension",
+    ],
+    "koine_jupyter.extraction": [
+        "DEFAULT_PROMPT", "Clients", "Estimate", "OnInterrupt", "VerbOptions", "aclassify",
+        "aextract", "agenerate", "classify", "clear_cache", "estimate", "extract", "generate",
+        "history", "last_result", "parquet_schema", "retry_failed", "totals",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(JUPYTER_PINNED))
+def test_the_verbs_are_pinned(name: str) -> None:
+    module = importlib.import_module(name)
+    assert sorted(module.__all__) == sorted(JUPYTER_PINNED[name])
+    for attr in module.__all__:
+        assert hasattr(module, attr), attr
 
 
 def _public_modules(package: Any) -> list[str]:
@@ -175,7 +205,7 @@ async def test_async_stream_misuse_names_async_with(koine: KoineClient) -> None:
 @pytest.mark.parametrize(
     ("header", "seconds"),
     [("5", 5.0), ("0", 0.0), ("2.5", 2.5), ("-3", None), ("nan", None), ("inf", None),
-     ("1e999", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None), (None, None)],
+     ("1e999", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), (None, None)],
 )  # fmt: skip
 def test_retry_after_values(header: str | None, seconds: float | None) -> None:
     assert _parse_retry_after(header) == seconds
@@ -289,7 +319,7 @@ def _define(version: int) -> type[BaseModel]:
 
 @pytest.mark.slow
 def test_redefining_a_model_1000_times_keeps_memory_bounded() -> None:
-    from koine_sdk import _partial
+    from koine_sdk._objects import _schema_views as _partial
 
     first: weakref.ref[type[BaseModel]] | None = None
     for i in range(1000):

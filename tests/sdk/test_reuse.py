@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
-from koine_sdk._partial import parser_for
-from koine_sdk._reuse import PartialBuilder
+from koine_sdk._objects._builder import PartialBuilder
+from koine_sdk._objects._schema_views import parser_for
 from koine_sdk.testing import partial_parse
 
 

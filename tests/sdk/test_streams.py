@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from koine_sdk import KoineError, StreamWarning
-from koine_sdk._partial import parser_for
+from koine_sdk._objects._schema_views import parser_for
 from koine_sdk._sse import ServerSentEvent
 from koine_sdk._streams import ObjectStreamState, TextStreamState
 

@@ -44,9 +44,9 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 
-from ._lru import Bounded
-from ._prune import FAIL, format_loc, validate_pruned
-from .errors import KoineError
+from ..errors import KoineError
+from ._cache import Bounded
+from ._pruning import FAIL, format_loc, validate_pruned
 
 __all__ = [
     "CACHE_SIZE",

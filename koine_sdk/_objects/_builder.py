@@ -19,8 +19,8 @@ from typing import Annotated, Any, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 
-from ._partial import PartialParser, adapter_for, is_partial_model
-from ._prune import FAIL, validate_pruned
+from ._pruning import FAIL, validate_pruned
+from ._schema_views import PartialParser, adapter_for, is_partial_model
 
 __all__ = ["PartialBuilder"]
 

@@ -1,0 +1,64 @@
+"""The ledger's files are private to their user: created 0700 (folder) and 0600 (database,
+``-wal``, ``-shm``) whatever the umask, with one warning for an existing one others can read."""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from pathlib import Path
+
+from ..errors import KoineError
+from ._warnings import LedgerWarning
+
+__all__ = ["create_private"]
+
+
+def _error(message: str, exc: BaseException | None = None) -> KoineError:
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    return KoineError(message + detail, "LEDGER_ERROR")
+
+
+_warned_readable: set[str] = set()
+
+
+def create_private(path: Path) -> None:
+    """The ledger holds every prompt and answer: its folder is created 0700 and the file 0600
+    whatever the umask (SQLite gives the ``-wal`` and ``-shm`` files the database file's mode).
+    An existing ledger that others can read is used, with one warning."""
+    folder = path.parent
+    try:
+        if not folder.is_dir():
+            folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise _error(f"cannot create the ledger's folder {folder}", exc) from None
+    try:
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+            return
+    except FileExistsError:
+        pass  # made by another process at the same moment
+    except OSError as exc:
+        if not path.exists():
+            raise _error(f"cannot create the ledger {path}", exc) from None
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    where = str(path)
+    mine = os.access(path, os.W_OK)  # a shared, read-only answers file is meant to be read
+    if mine and mode & (stat.S_IRGRP | stat.S_IROTH) and where not in _warned_readable:
+        _warned_readable.add(where)
+        warnings.warn(
+            f"The ledger {path} can be read by other users of this machine (mode "
+            f"{stat.filemode(mode)}); it holds every prompt and answer. Make it private with: "
+            f"chmod 600 {path}",
+            LedgerWarning,
+            stacklevel=4,
+        )

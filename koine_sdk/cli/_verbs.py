@@ -69,23 +69,26 @@ def run(args: argparse.Namespace) -> int:
 
     options = _options(args)
     import koine_jupyter.extraction as verbs
+    from koine_sdk.errors import KoineError
 
     call: Any
     result: Any
-    if verb == "extract":
-        prompt = args.prompt or verbs.DEFAULT_PROMPT
-        call = verbs.extract
-        result = call(texts, schema, prompt, client=config, **options)
-    elif verb == "classify":
-        call = getattr(verbs, "classify", None)
-        if call is None:
-            raise UsageError("classify is not available in this version of koine_jupyter")
-        result = call(texts, labels, args.prompt, reason=args.reason, client=config, **options)
-    else:
-        call = getattr(verbs, "generate", None)
-        if call is None:
-            raise UsageError("generate is not available in this version of koine_jupyter")
-        result = call(texts, args.prompt, client=config, **options)
+    try:
+        if verb == "extract":
+            call = verbs.extract
+            result = call(
+                texts, schema, args.prompt or verbs.DEFAULT_PROMPT, client=config, **options
+            )
+        elif verb == "classify":
+            call = verbs.classify
+            result = call(texts, labels, args.prompt, reason=args.reason, client=config, **options)
+        else:
+            call = verbs.generate
+            result = call(texts, args.prompt, client=config, **options)
+    except KoineError as exc:
+        if exc.code == "INVALID_ARGUMENT":  # refused before anything was sent: bad usage
+            raise UsageError(exc.message) from None
+        raise
     write_table(result, args.output)
     return _summary(result, args.output)
 

@@ -240,3 +240,30 @@ def test_koine_help_and_gateway_help(cli_env: dict[str, str]) -> None:
     gateway = koine(cli_env, "gateway", "--help")
     assert gateway.returncode == 0 and "koine gateway" in gateway.stdout
     assert koine(cli_env, "ask", "--nope").returncode == 2
+
+
+def test_classify_and_generate_over_files(cli_env: dict[str, str], gw: Any, tmp_path: Path) -> None:
+    pd.DataFrame({"text": ["I love it", "Broken on arrival"]}).to_csv(
+        tmp_path / "in.csv", index=False
+    )
+    done = koine(
+        cli_env, "classify", "in.csv", "-o", "labels.jsonl", "--labels", "positive,negative",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    labels = pd.read_json(tmp_path / "labels.jsonl", lines=True)
+    assert len(labels) == 2 and set(labels["label"]) <= {"positive", "negative"}
+    assert labels["error"].isna().all()
+    done = koine(
+        cli_env, "generate", "in.csv", "-o", "out.parquet", "--prompt", "Reply to: {text}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers = pd.read_parquet(tmp_path / "out.parquet")
+    assert [t.startswith("Echo: Reply to:") for t in answers["text"]] == [True, True]
+    before = len(gw.requests)
+    no_slot = koine(
+        cli_env, "generate", "in.csv", "-o", "o.csv", "--prompt", "no slot", cwd=tmp_path
+    )
+    assert no_slot.returncode == 2 and len(no_slot.stderr.strip().splitlines()) == 1
+    assert len(gw.requests) == before

@@ -53,5 +53,5 @@ def test_a_test_writing_the_default_ledger_fails_the_suite(tmp_path: Path) -> No
     user_cache = tmp_path / "user-cache"
     done = _inner_pytest(user_cache, PROBE_WRITE_DEFAULT="1")
     assert done.returncode == 1
-    assert "wrote the default ledger" in done.stdout
+    assert "used the default ledger" in done.stdout
     assert not (user_cache / "koine").exists()  # and still not the user's own

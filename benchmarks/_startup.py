@@ -1,5 +1,6 @@
 """Start-up: how long ``import koine_sdk`` takes in a fresh interpreter, next to
-``import httpx, pydantic`` (what a client needs at all) and an empty interpreter, interleaved."""
+``import httpx, pydantic`` (what a client needs at all) and an empty interpreter, and
+``koine --help``, interleaved."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ CASES = {
     "import httpx, pydantic": "import httpx, pydantic",
     "import koine_sdk": "import koine_sdk",
     "koine_sdk + create_koine_sync": "from koine_sdk import create_koine_sync",
+    # the `koine` command's script, as its entry point runs it (help text to /dev/null)
+    "koine --help": "import sys; from koine_sdk.cli import main; sys.exit(main(['--help']))",
 }
 
 
@@ -25,6 +28,8 @@ def startup_times(rounds: int) -> dict[str, float]:
         order = list(CASES) if r % 2 == 0 else list(CASES)[::-1]
         for name in order:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", CASES[name]], check=True)
+            subprocess.run(
+                [sys.executable, "-c", CASES[name]], check=True, stdout=subprocess.DEVNULL
+            )
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}

@@ -39,6 +39,7 @@ exclude_patterns = ["docs/_build", ".venv", "**/.ipynb_checkpoints"]
 NAV = {
     "Guides": [
         "docs/sdk",
+        "docs/cli",
         "docs/jupyter",
         "docs/extraction",
         "docs/dask",
@@ -48,6 +49,7 @@ NAV = {
         "notebooks/README",
     ],
     "API reference": [
+        "docs/reference",
         "docs/api/koine_sdk",
         "docs/api/ledger",
         "docs/api/testing",

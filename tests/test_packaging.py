@@ -1,6 +1,6 @@
 """The distribution as a user gets it: ``python -m build`` makes the sdist and, from the sdist, the
 wheel; the wheel (not an editable install) goes into a fresh virtual environment with the
-``jupyter,pandas,testing`` extras, and the tour, the ``koine-gateway`` script, the pytest plugin
+``jupyter,pandas,testing`` extras, and the tour, the ``koine`` and ``koine-gateway`` scripts, the pytest plugin
 and a teaching notebook run there from a temporary directory, where nothing can be imported from
 the checkout. A file missing from the wheel (``py.typed``, a module, an entry point) or from the
 sdist (the captures the tests replay) fails here.
@@ -164,7 +164,8 @@ def test_wheel_holds_the_packages_and_entry_points(dist: Path) -> None:
     }
     assert expected <= names, sorted(expected - names)
     assert not [n for n in names if n.startswith(("tests/", "notebooks/", "docs/"))]
-    assert "koine-gateway = koine_sdk.testing._cli:main" in entry_points
+    assert "koine = koine_sdk.cli:main" in entry_points
+    assert "koine-gateway = koine_sdk.cli._gateway:console" in entry_points
     assert "koine_sdk = koine_sdk.testing._pytest_plugin" in entry_points
 
 
@@ -180,6 +181,8 @@ def test_tour_runs_from_the_installed_wheel(user: dict[str, Any]) -> None:
     assert "final: Recipe(" in out
     help_text = _run([user["bin"] / "koine-gateway", "--help"], cwd=user["cwd"], env=user["env"])
     assert help_text.startswith("usage: koine-gateway")
+    koine_help = _run([user["bin"] / "koine", "--help"], cwd=user["cwd"], env=user["env"])
+    assert koine_help.startswith("usage: koine") and "extract" in koine_help
 
 
 def test_pytest_plugin_serves_the_fixture_from_the_wheel(user: dict[str, Any]) -> None:

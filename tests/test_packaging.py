@@ -1,9 +1,9 @@
 """The distribution as a user gets it: ``python -m build`` makes the sdist and, from the sdist, the
 wheel; the wheel (not an editable install) goes into a fresh virtual environment with the
-``jupyter,pandas,testing`` extras, and the tour, the ``koine`` and ``koine-gateway`` scripts, the pytest plugin
-and a teaching notebook run there from a temporary directory, where nothing can be imported from
-the checkout. A file missing from the wheel (``py.typed``, a module, an entry point) or from the
-sdist (the captures the tests replay) fails here.
+``jupyter,pandas,testing`` extras, and the tour, the ``koine`` and ``koine-gateway`` scripts, the
+pytest plugin and a teaching notebook run there from a temporary directory, where nothing can
+be imported from the checkout. A file missing from the wheel (``py.typed``, a module, an entry
+point) or from the sdist (the captures the tests replay) fails here.
 
 The fresh environment installs from the configured package index and pip's cache, pinned to the
 versions of the running environment (so pip finds them in its cache and never resolves anew).

@@ -23,7 +23,7 @@ _BLOCK = re.compile(
     r"(?:<!-- docs-test: skip \((?P<why>[^)]+)\) -->\n)?```python\n(?P<code>.*?)^```[ \t]*$",
     re.S | re.M,
 )
-_SKIP_ANY = re.compile(r"<!-- docs-test: skip")
+_SKIP_ANY = re.compile(r"^<!-- docs-test: skip", re.M)
 
 
 def _blocks() -> list[Any]:

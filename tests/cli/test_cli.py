@@ -267,3 +267,13 @@ def test_classify_and_generate_over_files(cli_env: dict[str, str], gw: Any, tmp_
     )
     assert no_slot.returncode == 2 and len(no_slot.stderr.strip().splitlines()) == 1
     assert len(gw.requests) == before
+
+
+def test_gateway_without_the_testing_extra_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = sys.modules['starlette'] = None\n"
+        "from koine_sdk.cli import main; sys.exit(main(['gateway', '--port', '0']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "pip install 'koine-sdk[testing]'" in done.stderr

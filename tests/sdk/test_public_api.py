@@ -51,9 +51,9 @@ PINNED: dict[str, list[str]] = {
     ],
     "koine_sdk.ledger": [
         "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "ClaimResult", "Ledger", "LedgerRecord",
-        "LedgerSpec", "LedgerWarning", "RequestShape", "caller_records", "canonical_json",
+        "LedgerSpec", "LedgerWarning", "RequestShape", "canonical_json",
         "content_hash", "default_location", "open_ledger", "process_ledger",
-        "recorded_by_caller", "request_key", "request_keys",
+        "request_key", "request_keys",
     ],
     "koine_sdk.sync": [
         "LoopThread", "SyncKoineClient", "SyncStreamObjectResult", "SyncStreamTextResult",

@@ -31,9 +31,11 @@ from koine_sdk import KoineError
 
 from ..views import choose_mode
 from ..views._markdown import to_html
-from .args import VARIABLE, flag, option, timeout_option, word
+from .args import VARIABLE, AskOptions, flag, option, parse, timeout_option, word
+from .ask import ask
 from .connection import ENV_AUTH_KEY, ENV_BASE_URL, ENV_REPLAY
 from .context import MagicsContext
+from .failures import masked
 
 __all__ = ["COMMANDS", "Command", "HealthReport", "command"]
 
@@ -324,3 +326,52 @@ def _replay(magics: MagicsContext, args: ReplayArgs) -> None:
         os.environ[ENV_LEDGER] = args.ledger
     mode = magics.connection.replay_mode()
     print(f"Replay: {magics.connection.shown_replay()}: {_REPLAY_SAYS.get(mode, '')}".rstrip())
+
+
+@dataclass(frozen=True, slots=True)
+class FixArgs:
+    cell: str | None = word(
+        "The execution count of the failed cell (default: the last).", metavar="N"
+    )
+
+
+_FIX_PROMPT = """A cell of my Jupyter notebook failed. Explain the error in a few sentences, \
+then give the corrected cell, whole, in one ```python block.
+
+The cell [{count}]:
+```python
+{source}
+```
+
+Its traceback:
+```
+{traceback}
+```"""
+
+
+@command(
+    "fix", FixArgs, "explain the last failed cell (or cell N) and correct it", "%koine fix [N]"
+)
+def _fix(magics: MagicsContext, args: FixArgs) -> Any:
+    count: int | None = None
+    if args.cell is not None:
+        try:
+            count = int(args.cell.lstrip("[").rstrip("]"))
+        except ValueError:
+            raise UsageError(
+                f"%koine fix: N is a cell's execution count (got {args.cell!r})"
+            ) from None
+    failure = magics.failures.get(count)
+    if failure is None:
+        which = "No cell has failed" if count is None else f"Cell [{count}] did not fail"
+        print(
+            f"{which} in this kernel since the extension was loaded: nothing to fix, nothing sent."
+        )
+        return None
+    secrets = magics.connection.secrets()
+    prompt = _FIX_PROMPT.format(
+        count=failure.count,
+        source=masked(failure.source, secrets),
+        traceback=masked(failure.traceback, secrets),
+    )
+    return ask(magics, parse(AskOptions, ["--no-interpolate"], "%koine fix"), prompt)

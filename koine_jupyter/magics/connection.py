@@ -161,8 +161,10 @@ class Connection:
         return f"${env} ({'set' if os.environ.get(env) else 'not set'})"
 
     def secrets(self) -> list[str]:
-        """What must never be shown: the key in use."""
-        return [self._client_key[1]] if self._client_key else []
+        """What must never be shown: the key in use, and the key the settings name now."""
+        keys = [self._client_key[1]] if self._client_key else []
+        current = self._auth_key(required=False)
+        return [*keys, current] if current and current not in keys else keys
 
     def _auth_key(self, required: bool = True) -> str:
         if self.uses_local() and self._local_key:

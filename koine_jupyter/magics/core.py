@@ -34,6 +34,7 @@ from .ask import ask
 from .commands import COMMANDS, Command
 from .connection import ENV_AUTH_KEY, ENV_BASE_URL, REPLAY_CHOICES, Connection, Settings
 from .errors import ErrorContext, ErrorRenderer
+from .failures import FailedCells
 from .metadata import ResultMetadata
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class KoineMagics(Magics):
         self.connection = Connection(cast(Settings, self))  # traits read as plain values
         self.errors = ErrorRenderer(self.connection.secrets)
         self.result_metadata = ResultMetadata()
+        self.failures = FailedCells()
         super().__init__(shell=shell, **kwargs)
 
     remote_images = Bool(
@@ -163,6 +165,8 @@ class KoineMagics(Magics):
     def after_cell(self, *args: Any) -> None:
         """``post_run_cell`` hook: errors of the finished cell draw in full from now on; the
         provenance tags of its results are dropped."""
+        if args:
+            self.failures.record(args[0])
         self.errors.after_cell()
         self.result_metadata.after_cell()
 

@@ -225,6 +225,7 @@ class Replayer:
         self.mode: ReplayMode = mode
         self.ledger: Ledger | None = None
         self._spec: LedgerSpec = ledger  # what a call's replay= opens, when this one is off
+        self.writes = True  # False: answers are not written (see without_writing)
         if mode == "off":
             return
         from .ledger import default_location, open_ledger
@@ -237,6 +238,15 @@ class Replayer:
                 "INVALID_CONFIG",
             )
         self.ledger = open_ledger(ledger, fallback=False)
+
+    def without_writing(self) -> Replayer:
+        """This policy, but the answers are not written (a call's ``record=False``: the caller
+        records them itself); replaying is unchanged."""
+        if not self.writes:
+            return self
+        other = Replayer("off", self._spec)
+        other.mode, other.ledger, other.writes = self.mode, self.ledger, False
+        return other
 
     def with_mode(self, mode: ReplayMode) -> Replayer:
         """This policy with another mode, on the same ledger (a call's ``replay=``)."""
@@ -337,12 +347,12 @@ class Replayer:
     def _write(self, path: str, body: bytes, **outcome: Any) -> str | None:
         if not self.records or self.ledger is None:
             return None
-        from .ledger import LedgerWarning, RequestShape, caller_records
+        from .ledger import LedgerWarning, RequestShape
 
         fields: dict[str, Any] = json.loads(body)
         shape = RequestShape.of(path, fields)
         key = shape.key(fields["prompt"])
-        if caller_records():
+        if not self.writes:
             return key  # the caller writes this answer down itself (e.g. extract, with its run)
         try:
             self.ledger.record(shape, fields["prompt"], key=key, **outcome)

@@ -100,6 +100,7 @@ class KoineClient:
         max_retries: int = 0,
         http_client: httpx.AsyncClient | None = None,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
         ledger: LedgerSpec = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -152,12 +153,13 @@ class KoineClient:
     def max_retries(self) -> int:
         return self._transport.max_retries
 
-    def _replayer(self, replay: ReplayMode | str | None) -> Replayer:
+    def _replayer(self, replay: ReplayMode | str | None, record: bool = True) -> Replayer:
         """The record/replay policy of one call: the client's, or ``replay=`` for this call
-        alone (``"off"``: ask the gateway and record nothing, whatever the client's mode)."""
-        if replay is None:
-            return self._replay
-        return self._replay.with_mode(replay_mode(replay))
+        alone (``"off"``: ask the gateway and record nothing, whatever the client's mode);
+        ``record=False``: replay as the mode says, but write nothing (the caller records the
+        answer itself, as ``extract`` does with its run)."""
+        policy = self._replay if replay is None else self._replay.with_mode(replay_mode(replay))
+        return policy if record else policy.without_writing()
 
     def _body(
         self,
@@ -195,6 +197,7 @@ class KoineClient:
         model: str | None = None,
         timeout: float | None = None,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> GenerateTextResult:
         """Generate text from a prompt. ``session_id`` continues an earlier conversation;
         ``allowed_tools`` narrows the CLI tools the gateway allows.
@@ -203,7 +206,7 @@ class KoineClient:
         gateway's slot, but the real gateway lets that CLI run to its end (only streams are
         stopped on disconnect): the tokens are spent anyway."""
         timeout = _check_timeout(timeout)
-        replayer = self._replayer(replay)
+        replayer = self._replayer(replay, record)
         path = Endpoint.GENERATE_TEXT.path
         body = self._body(path, prompt, system, session_id, allowed_tools, model)
         recording = replayer.find(path, body)
@@ -244,6 +247,7 @@ class KoineClient:
         timeout: float | None = None,
         keep_text: bool = True,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> StreamTextResult:
         """Stream text as it is written: ``async with koine.stream_text(prompt=...) as r:``
         then ``async for chunk in r.text_stream``; afterwards ``await r.text()``,
@@ -258,7 +262,12 @@ class KoineClient:
         limits = self.config.limits
         state = TextStreamState(keep_text, limits.max_answer_chars, limits.max_depth)
         return StreamTextResult(
-            self._transport, Endpoint.STREAM.path, body, timeout, state, self._replayer(replay)
+            self._transport,
+            Endpoint.STREAM.path,
+            body,
+            timeout,
+            state,
+            self._replayer(replay, record),
         )
 
     # -- objects ----------------------------------------------------------------------------
@@ -275,6 +284,7 @@ class KoineClient:
         timeout: float | None = None,
         repairs: int = 0,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> GenerateObjectResult[T]:
         """Extract an object of ``schema`` (a Pydantic model class, or a type such as
         ``list[Model]``). The object is validated; a mismatch raises ``VALIDATION_ERROR`` with
@@ -291,7 +301,7 @@ class KoineClient:
         its end (see :meth:`generate_text`)."""
         repairs = _check_repairs(repairs)
         timeout = _check_timeout(timeout)
-        replayer = self._replayer(replay)
+        replayer = self._replayer(replay, record)
         parser: Any = parser_for(schema)
         json_schema = parser.json_schema()
         path = Endpoint.GENERATE_OBJECT.path
@@ -390,6 +400,7 @@ class KoineClient:
         model: str | None = None,
         timeout: float | None = None,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> StreamObjectResult[T]:
         """Stream an object as its JSON is written: ``async with koine.stream_object(...) as r:``
         then ``async for partial in r.partial_object_stream`` (each a partial view of
@@ -413,7 +424,7 @@ class KoineClient:
             body,
             timeout,
             ObjectStreamState(parser, self.config.limits.max_depth),
-            self._replayer(replay),
+            self._replayer(replay, record),
         )
 
     # -- health -----------------------------------------------------------------------------

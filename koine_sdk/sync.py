@@ -80,6 +80,7 @@ class SyncKoineClient:
         *,
         max_retries: int = 0,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
         ledger: LedgerSpec = None,
     ) -> None:
         self._async = KoineClient(config, max_retries=max_retries, replay=replay, ledger=ledger)
@@ -204,6 +205,7 @@ class SyncKoineClient:
         model: str | None = None,
         timeout: float | None = None,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> GenerateTextResult:
         """See :meth:`KoineClient.generate_text`."""
         self._check_open()
@@ -216,6 +218,7 @@ class SyncKoineClient:
                 model=model,
                 timeout=timeout,
                 replay=replay,
+                record=record,
             )
         )
 
@@ -231,6 +234,7 @@ class SyncKoineClient:
         timeout: float | None = None,
         repairs: int = 0,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> GenerateObjectResult[T]:
         """See :meth:`KoineClient.generate_object` (``repairs=`` included)."""
         self._check_open()
@@ -245,6 +249,7 @@ class SyncKoineClient:
                 timeout=timeout,
                 repairs=repairs,
                 replay=replay,
+                record=record,
             )
         )
 
@@ -259,6 +264,7 @@ class SyncKoineClient:
         timeout: float | None = None,
         keep_text: bool = True,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> SyncStreamTextResult:
         """``with koine.stream_text(prompt=...) as r: for chunk in r.text_stream: ...``
         (``keep_text=False``: see :meth:`KoineClient.stream_text`)."""
@@ -272,6 +278,7 @@ class SyncKoineClient:
             timeout=timeout,
             keep_text=keep_text,
             replay=replay,
+            record=record,
         )
         return SyncStreamTextResult(self, self._runner, astream)
 
@@ -286,6 +293,7 @@ class SyncKoineClient:
         model: str | None = None,
         timeout: float | None = None,
         replay: ReplayMode | str | None = None,
+        record: bool = True,
     ) -> SyncStreamObjectResult[T]:
         """``with koine.stream_object(prompt=..., schema=M) as r:
         for partial in r.partial_object_stream: ...`` (see :meth:`KoineClient.stream_object`)."""
@@ -299,6 +307,7 @@ class SyncKoineClient:
             model=model,
             timeout=timeout,
             replay=replay,
+            record=record,
         )
         return SyncStreamObjectResult(self, self._runner, astream)
 

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 from koine_sdk import KoineClient, KoineConfig, LoopThread, SyncKoineClient, create_koine
 from koine_sdk import json_schema as wire_schema
-from koine_sdk.ledger import recorded_by_caller
 
 __all__ = [
     "PRIVATE_LOOP",
@@ -87,17 +86,18 @@ async def generate_object(
     second time."""
 
     async def call(c: KoineClient) -> Any:
-        with recorded_by_caller():  # set inside the task that runs on the client's loop
-            return await c.generate_object(
-                prompt=prompt,
-                schema=schema,
-                system=system,
-                model=model,
-                allowed_tools=allowed_tools,
-                timeout=timeout,
-                repairs=repairs,
-                replay=replay,
-            )
+        # record=False: the extraction writes the answer itself, with its run
+        return await c.generate_object(
+            prompt=prompt,
+            schema=schema,
+            system=system,
+            model=model,
+            allowed_tools=allowed_tools,
+            timeout=timeout,
+            repairs=repairs,
+            replay=replay,
+            record=False,
+        )
 
     return await call_on_home(client, call)
 
@@ -115,14 +115,15 @@ async def generate_text(
     """One ``generate_text`` where the client lives (the run writes the ledger itself)."""
 
     async def call(c: KoineClient) -> Any:
-        with recorded_by_caller():
-            return await c.generate_text(
-                prompt=prompt,
-                system=system,
-                model=model,
-                allowed_tools=allowed_tools,
-                timeout=timeout,
-                replay=replay,
-            )
+        # record=False: the extraction writes the answer itself, with its run
+        return await c.generate_text(
+            prompt=prompt,
+            system=system,
+            model=model,
+            allowed_tools=allowed_tools,
+            timeout=timeout,
+            replay=replay,
+            record=False,
+        )
 
     return await call_on_home(client, call)

@@ -134,7 +134,7 @@ def handle(
     # the row
     row = decision.row
     if isinstance(row, Done):
-        succeeded(run, unit, result)
+        succeeded(run, unit, result, replica)
     elif isinstance(row, Requeue):
         if row.avoid:
             unit.avoid.add(replica.number)
@@ -151,7 +151,7 @@ def handle(
             run.wake.set()
 
 
-def succeeded(run: RunState, unit: Unit, result: Any) -> None:
+def succeeded(run: RunState, unit: Unit, result: Any, replica: Replica) -> None:
     # A client in replay mode may answer from its ledger: nothing was paid now, the answer is
     # already recorded there, and the row says where it came from.
     replayed = getattr(result, "source", "live") == "replay"
@@ -171,6 +171,7 @@ def succeeded(run: RunState, unit: Unit, result: Any) -> None:
             status="ok",
             answer=answer,
             raw_text=raw_text,
+            answered_by=replica.client.config.model,  # the replica's own (default) model
             input_tokens=tokens[0],
             output_tokens=tokens[1],
             session_id=getattr(result, "session_id", None),

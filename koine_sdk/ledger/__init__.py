@@ -19,15 +19,13 @@ Only the standard library is imported here (sqlite3); pandas only by the DataFra
 from __future__ import annotations
 
 import collections
-import contextlib
-import contextvars
 import os
 import threading
 import warnings
-from collections.abc import Generator
 from typing import Any, cast
 
 from ..errors import KoineError
+from ._claims import ClaimResult
 from ._key import KEY_FIELDS, RequestShape, canonical_json, content_hash, request_key, request_keys
 from ._location import ENV_LEDGER, MEMORY, default_location
 from ._store import Ledger, LedgerRecord
@@ -37,18 +35,17 @@ __all__ = [
     "ENV_LEDGER",
     "KEY_FIELDS",
     "MEMORY",
+    "ClaimResult",
     "Ledger",
     "LedgerRecord",
     "LedgerSpec",
     "LedgerWarning",
     "RequestShape",
-    "caller_records",
     "canonical_json",
     "content_hash",
     "default_location",
     "open_ledger",
     "process_ledger",
-    "recorded_by_caller",
     "request_key",
     "request_keys",
 ]
@@ -62,30 +59,6 @@ _PROCESS: dict[str, Ledger] = {}
 _PROCESS_LOCK = threading.Lock()
 _OPENED: collections.OrderedDict[str, Ledger] = collections.OrderedDict()
 _OPENED_KEPT = 8  # ledgers kept open by path (the least recently used beyond are closed)
-
-
-_CALLER_RECORDS: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "koine_caller_records", default=False
-)
-
-
-@contextlib.contextmanager
-def recorded_by_caller() -> Generator[None]:
-    """Within this block (this task / thread's context), a client made with ``replay=record``
-    or ``replay`` does not write its answers to the ledger: the caller writes them itself.
-    ``koine_jupyter.extract`` uses it, so a row is recorded once, with its run, whatever the
-    mode of the client it was given. Replaying is unaffected."""
-    token = _CALLER_RECORDS.set(True)
-    try:
-        yield
-    finally:
-        _CALLER_RECORDS.reset(token)
-
-
-def caller_records() -> bool:
-    """Whether the code around this call writes answers to the ledger itself (see
-    :func:`recorded_by_caller`)."""
-    return _CALLER_RECORDS.get()
 
 
 def process_ledger() -> Ledger:

@@ -22,7 +22,8 @@ def _cache_dir() -> Path:
 
 
 def default_location() -> Path | str | None:
-    """The ledger used when none is named: ``$KOINE_LEDGER`` (a file path; ``:memory:`` for
+    """The ledger used when none is named: ``$KOINE_LEDGER`` (a file path, or a folder, named
+    with a trailing slash or existing, holding ``ledger.sqlite3``; ``:memory:`` for
     one kept in this process; ``0``/``off``/``false``/``no``/``none`` for none), else
     ``<user cache dir>/koine/ledger.sqlite3``. ``None`` means turned off. A path that is a
     folder, or ends with a path separator (a folder still to be made), holds ``ledger.sqlite3``."""

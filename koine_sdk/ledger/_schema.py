@@ -10,7 +10,7 @@ from typing import Any, cast
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The ledger's format. Each step of :data:`MIGRATIONS` takes a file from the version before
 to its own; a file newer than this is refused (it was written by a newer koine-sdk)."""
 TABLES = """
@@ -55,6 +55,11 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (key);
 CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run_id);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL
+);
 """
 
 
@@ -85,6 +90,17 @@ def _group_in(params: object) -> str | None:
     return group if isinstance(group, str) else None
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _migrate_to_2),)
+def _migrate_to_3(db: sqlite3.Connection) -> None:
+    """2 -> 3: claims, the keys being asked (owner, expiry: see ``_claims``)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+        "expires REAL NOT NULL)"
+    )
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (2, _migrate_to_2),
+    (3, _migrate_to_3),
+)
 """(version, step): the numbered upgrades, applied in order, each in one transaction. An
 upgrade keeps every answer (it never makes anyone pay again)."""

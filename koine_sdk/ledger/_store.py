@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import KoineError
+from ._claims import Claims
 from ._files import create_private
 from ._key import RequestShape
 from ._location import MEMORY
@@ -38,7 +39,7 @@ def _error(message: str, exc: BaseException | None = None) -> KoineError:
     return KoineError(message + detail, "LEDGER_ERROR")
 
 
-class Ledger:
+class Ledger(Claims):
     """A durable record of requests and their answers: cache, checkpoint and log at once.
 
     ``Ledger(path)`` opens (or creates) the SQLite file at ``path``; ``Ledger(":memory:")``
@@ -450,9 +451,12 @@ class Ledger:
         attempts: int = 1,
         started: float | None = None,
         finished: float | None = None,
+        answered_by: str | None = None,
     ) -> None:
         """Write (and commit) one finished request. ``shape`` is the rest of its body
-        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``."""
+        (:meth:`RequestShape.of`); ``status`` is ``"ok"`` or ``"failed"``. ``answered_by`` is
+        the model that answered when the request named none (a replica's default model):
+        the ``model`` column, shown by ``history()``, then says it."""
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed' (got {status!r})")
         if self.read_only:
@@ -480,7 +484,7 @@ class Ledger:
                     prompt,
                     shape.system_hash,
                     shape.schema_hash,
-                    shape.model,
+                    shape.model if shape.model is not None else answered_by,
                     tools,
                     shape.session_id,
                     status,

@@ -69,13 +69,16 @@ def test_the_upgrade_is_numbered_and_in_place(old_ledger: Path) -> None:
     import sqlite3
 
     from koine_sdk.ledger import Ledger
+    from koine_sdk.ledger._schema import SCHEMA_VERSION
 
     with sqlite3.connect(old_ledger) as db:
         assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == ("1",)
         before = db.execute("SELECT COUNT(*) FROM requests").fetchone()
     Ledger(old_ledger).close()
     with sqlite3.connect(old_ledger) as db:
-        assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
         assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == before  # nothing lost
         columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     assert "run_group" in columns

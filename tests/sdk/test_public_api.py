@@ -49,9 +49,9 @@ PINNED: dict[str, list[str]] = {
         "to_error_code",
     ],
     "koine_sdk.ledger": [
-        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "Ledger", "LedgerRecord", "LedgerSpec",
-        "LedgerWarning", "RequestShape", "caller_records", "canonical_json", "content_hash",
-        "default_location", "open_ledger", "process_ledger", "recorded_by_caller",
+        "ENV_LEDGER", "KEY_FIELDS", "MEMORY", "ClaimResult", "Ledger", "LedgerRecord",
+        "LedgerSpec", "LedgerWarning", "RequestShape", "canonical_json",
+        "content_hash", "default_location", "open_ledger", "process_ledger",
         "request_key", "request_keys",
     ],
     "koine_sdk.sync": [

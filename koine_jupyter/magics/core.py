@@ -32,10 +32,11 @@ from .args import (
 )
 from .ask import ask
 from .commands import COMMANDS, Command
-from .connection import ENV_AUTH_KEY, ENV_BASE_URL, REPLAY_CHOICES, Connection, Settings
+from .connection import Connection, Settings
 from .errors import ErrorContext, ErrorRenderer
 from .failures import FailedCells
 from .metadata import ResultMetadata
+from .settings import ENV_AUTH_KEY, ENV_BASE_URL, REPLAY_CHOICES
 
 if TYPE_CHECKING:
     from .ask import Prepared

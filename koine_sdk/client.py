@@ -158,6 +158,10 @@ class KoineClient:
         alone (``"off"``: ask the gateway and record nothing, whatever the client's mode);
         ``record=False``: replay as the mode says, but write nothing (the caller records the
         answer itself, as ``extract`` does with its run)."""
+        if not isinstance(record, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise KoineError(
+                f"record must be True or False (got {type(record).__name__})", "INVALID_ARGUMENT"
+            )
         policy = self._replay if replay is None else self._replay.with_mode(replay_mode(replay))
         return policy if record else policy.without_writing()
 

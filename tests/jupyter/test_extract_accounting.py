@@ -93,3 +93,24 @@ def test_a_proxy_403_on_one_row_is_that_rows_error(tmp_path: Path) -> None:
     errors = df["error"].dropna().tolist()
     assert len(errors) == 1 and errors[0].startswith("HTTP_ERROR"), errors
     assert df["name"].notna().sum() == len(texts) - 1
+
+
+def test_a_recording_client_and_extracts_ledger_give_one_record_per_request(
+    tmp_path: Path,
+) -> None:
+    """The client is told explicitly (``record=False``) that extract records the answer: its
+    own ledger gets nothing, extract's gets one record per request."""
+    client_ledger, extract_ledger = tmp_path / "client.sqlite3", tmp_path / "extract.sqlite3"
+    with LocalGateway() as gw:
+        with create_koine_sync(
+            base_url=gw.base_url, auth_key=gw.auth_key, replay="replay", ledger=client_ledger
+        ) as koine:
+            df = extract(
+                TEXTS, Company, PROMPT, client=koine, progress=False, ledger=extract_ledger
+            )
+        assert _posts(gw) == len(TEXTS)
+    assert list(df["answer_from"]) == ["request"] * len(TEXTS)
+    with Ledger(extract_ledger) as book:
+        assert len(book.rows()) == len(TEXTS)
+    with Ledger(client_ledger) as book:
+        assert len(book.rows()) == 0

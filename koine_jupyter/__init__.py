@@ -15,6 +15,7 @@ twins, are imported on first use from :mod:`koine_jupyter.extraction`.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, cast
 
 from .views import (
@@ -63,6 +64,8 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     if id(ipython) in _LOADED:
         return
     magics = KoineMagics(shell=ipython)
+    if "pandas" in sys.modules:  # the .koine accessor, without importing pandas for others
+        from . import accessor  # noqa: F401  # pyright: ignore[reportUnusedImport]
     ipython.register_magics(magics)
     ipython.events.register("post_run_cell", magics.after_cell)
     _LOADED[id(ipython)] = magics

@@ -19,6 +19,8 @@ set (``.complete`` is false; ``.interrupted`` only after Ctrl-C), a ``--schema``
 from __future__ import annotations
 
 import re
+from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,6 +34,7 @@ from ..views._live import session_of
 from ..views.text import provenance
 from .args import AskOptions
 from .context import MagicsContext
+from .failures import ErrorTexts
 
 if TYPE_CHECKING:
     from koine_sdk import KoineUsage, SyncKoineClient
@@ -118,6 +121,14 @@ def resolve_schema(expr: str, namespace: dict[str, Any]) -> Any:
     return list[tp] if m else tp  # type: ignore[valid-type]
 
 
+def _with_errors(magics: MagicsContext, ns: dict[str, Any]) -> Mapping[str, Any]:
+    """The namespace, plus ``Err`` (the failed cells' tracebacks: ``{Err}``, ``{Err[n]}``) when
+    a cell has failed and the user has no ``Err`` of their own."""
+    if "Err" in ns or magics.failures.get() is None:
+        return ns
+    return ChainMap({"Err": ErrorTexts(magics.failures, magics.connection.secrets())}, ns)
+
+
 def prepare(magics: MagicsContext, opts: AskOptions, prompt: str) -> Prepared:
     """Check the options, fill the prompt's references, resolve the schema and the session."""
     opts.check()
@@ -126,10 +137,11 @@ def prepare(magics: MagicsContext, opts: AskOptions, prompt: str) -> Prepared:
     kept: tuple[str, ...] = ()
     system = opts.system
     if magics.interpolate and not opts.no_interpolate:
-        filled = interpolate(prompt, ns)
+        ns_err = _with_errors(magics, ns)
+        filled = interpolate(prompt, ns_err)
         prompt, references, kept = filled.text, tuple(filled.resolved), tuple(filled.unresolved)
         if system:
-            filled = interpolate(system, ns)
+            filled = interpolate(system, ns_err)
             system = filled.text
             references += tuple(filled.resolved)
             kept += tuple(filled.unresolved)

@@ -31,9 +31,19 @@ from koine_sdk import KoineError
 
 from ..views import choose_mode
 from ..views._markdown import to_html
-from .args import VARIABLE, flag, option, timeout_option, word
-from .connection import ENV_AUTH_KEY, ENV_BASE_URL, ENV_REPLAY
+from .args import VARIABLE, AskOptions, flag, option, parse, timeout_option, word
+from .ask import ask
 from .context import MagicsContext
+from .failures import masked
+from .settings import (
+    ENV_AUTH_KEY,
+    ENV_BASE_URL,
+    ENV_LEDGER,
+    ENV_REPLAY,
+    USER_MODES,
+    replay_mode,
+    set_replay,
+)
 
 __all__ = ["COMMANDS", "Command", "HealthReport", "command"]
 
@@ -255,8 +265,6 @@ def _history(magics: MagicsContext, args: HistoryArgs) -> Any:
 
 # -- replay -------------------------------------------------------------------------------------
 
-ENV_LEDGER = "KOINE_LEDGER"
-_REPLAY_MODES = {"on": "replay", "off": "off", "record": "record", "strict": "strict"}
 _REPLAY_SAYS = {
     "off": "every cell asks the gateway; nothing is recorded.",
     "record": "every cell asks the gateway, and every complete answer is recorded.",
@@ -279,7 +287,7 @@ class ReplayArgs:
 
 def _check_ledger(magics: MagicsContext) -> None:
     """A mode that records or replays needs a usable ledger: said now, not at the next cell."""
-    from koine_sdk.ledger import ENV_LEDGER, default_location, open_ledger
+    from koine_sdk.ledger import default_location, open_ledger
 
     if not magics.ledger and default_location() is None:
         raise UsageError(
@@ -304,23 +312,73 @@ def _replay(magics: MagicsContext, args: ReplayArgs) -> None:
     ``$KOINE_LEDGER``) in this kernel: SDK clients and ``extract`` calls made in later cells
     follow it too, as they follow ``%koine connect --local``."""
     if args.mode is not None:
-        mode = _REPLAY_MODES.get(args.mode.lower())
-        if mode is None:
+        if args.mode.lower() not in USER_MODES:
             raise UsageError(f"%koine replay takes on, off, record or strict (got {args.mode!r})")
+        mode = replay_mode(args.mode)
         before = (magics.replay, magics.ledger)
-        if args.ledger is not None:
-            magics.ledger = args.ledger
-        magics.replay = "on" if mode == "replay" else mode
+        env_before = {k: os.environ.get(k) for k in (ENV_REPLAY, ENV_LEDGER)}
+        set_replay(magics, mode, args.ledger)
         if mode != "off":
             try:
                 _check_ledger(magics)
             except BaseException:
                 magics.replay, magics.ledger = before
+                for k, v in env_before.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
                 raise
-        os.environ[ENV_REPLAY] = mode
     elif args.ledger is not None:
-        magics.ledger = args.ledger
-    if args.ledger is not None:
-        os.environ[ENV_LEDGER] = args.ledger
+        set_replay(magics, None, args.ledger)
     mode = magics.connection.replay_mode()
     print(f"Replay: {magics.connection.shown_replay()}: {_REPLAY_SAYS.get(mode, '')}".rstrip())
+
+
+@dataclass(frozen=True, slots=True)
+class FixArgs:
+    cell: str | None = word(
+        "The execution count of the failed cell (default: the last).", metavar="N"
+    )
+
+
+_FIX_PROMPT = """A cell of my Jupyter notebook failed. Explain the error in a few sentences, \
+then give the corrected cell, whole, in one ```python block.
+
+The cell [{count}]:
+```python
+{source}
+```
+
+Its traceback:
+```
+{traceback}
+```"""
+
+
+@command(
+    "fix", FixArgs, "explain the last failed cell (or cell N) and correct it", "%koine fix [N]"
+)
+def _fix(magics: MagicsContext, args: FixArgs) -> Any:
+    count: int | None = None
+    if args.cell is not None:
+        try:
+            count = int(args.cell.lstrip("[").rstrip("]"))
+        except ValueError:
+            raise UsageError(
+                f"%koine fix: N is a cell's execution count (got {args.cell!r})"
+            ) from None
+    failure = magics.failures.get(count)
+    if failure is None:
+        which = "No cell has failed" if count is None else f"Cell [{count}] did not fail"
+        print(
+            f"{which} in this kernel since the extension was loaded: nothing to fix, nothing sent."
+        )
+        return None
+    secrets = magics.connection.secrets()
+    prompt = _FIX_PROMPT.format(
+        count=failure.count,
+        source=masked(failure.source, secrets),
+        traceback=masked(failure.traceback, secrets),
+    )
+    return ask(magics, parse(AskOptions, ["--no-interpolate"], "%koine fix"), prompt)

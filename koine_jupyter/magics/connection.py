@@ -10,13 +10,23 @@ refused, and URLs are shown with anything like credentials masked.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from koine_sdk import KoineError, SyncKoineClient, create_koine_sync
 
 if TYPE_CHECKING:
     from koine_sdk.testing import LocalGateway
+
+from .settings import (
+    ENV_AUTH_KEY,
+    ENV_BASE_URL,
+    ENV_REPLAY,
+    REPLAY_CHOICES,
+    export_gateway,
+    replay_mode,
+    shown_mode,
+)
 
 __all__ = [
     "ENV_AUTH_KEY",
@@ -28,12 +38,6 @@ __all__ = [
     "check_url",
     "shown_url",
 ]
-
-ENV_BASE_URL: Final = "KOINE_BASE_URL"
-ENV_AUTH_KEY: Final = "KOINE_AUTH_KEY"
-ENV_REPLAY: Final = "KOINE_REPLAY"
-REPLAY_CHOICES: Final = ("auto", "off", "on", "replay", "record", "strict")
-"""``KoineMagics.replay``: ``auto`` follows ``$KOINE_REPLAY``; ``on`` is ``replay``."""
 
 
 class Settings(Protocol):
@@ -125,9 +129,7 @@ class Connection:
         mode = self._settings.replay.lower()
         if mode == "auto":
             mode = os.environ.get(ENV_REPLAY, "").strip().lower() or "off"
-        return {"on": "replay", "0": "off", "false": "off", "no": "off", "none": "off"}.get(
-            mode, mode
-        )
+        return replay_mode(mode)
 
     def shown_replay(self) -> str:
         """The replay mode and its ledger, for ``%koine status`` / ``%koine replay``."""
@@ -137,7 +139,7 @@ class Connection:
         client = self._client
         ledger = client.ledger if client is not None else None
         where = str(ledger.path or "in this process") if ledger is not None else self.ledger_spec()
-        return f"{'on' if mode == 'replay' else mode} (ledger: {where})"
+        return f"{shown_mode(mode)} (ledger: {where})"
 
     def ledger_spec(self) -> str:
         """The ledger replay uses, as configured (for display)."""
@@ -161,8 +163,10 @@ class Connection:
         return f"${env} ({'set' if os.environ.get(env) else 'not set'})"
 
     def secrets(self) -> list[str]:
-        """What must never be shown: the key in use."""
-        return [self._client_key[1]] if self._client_key else []
+        """What must never be shown: the key in use, and the key the settings name now."""
+        keys = [self._client_key[1]] if self._client_key else []
+        current = self._auth_key(required=False)
+        return [*keys, current] if current and current not in keys else keys
 
     def _auth_key(self, required: bool = True) -> str:
         if self.uses_local() and self._local_key:
@@ -246,8 +250,7 @@ class Connection:
         self._local_key = str(gateway.auth_key)
         url = str(gateway.base_url)
         self._settings.base_url = url
-        os.environ[ENV_BASE_URL] = url
-        os.environ[ENV_AUTH_KEY] = self._local_key
+        export_gateway(url, self._local_key)
         return url
 
     def use_environment(self) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .._sessions import SessionStore
     from .connection import Connection
     from .errors import ErrorContext, ErrorRenderer
+    from .failures import FailedCells
     from .metadata import ResultMetadata
 
 __all__ = ["MagicsContext"]
@@ -33,6 +34,8 @@ class MagicsContext(Protocol):
     def errors(self) -> ErrorRenderer: ...
     @property
     def result_metadata(self) -> ResultMetadata: ...
+    @property
+    def failures(self) -> FailedCells: ...
     @property
     def user_ns(self) -> dict[str, Any]: ...
     @property

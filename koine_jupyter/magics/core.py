@@ -32,9 +32,11 @@ from .args import (
 )
 from .ask import ask
 from .commands import COMMANDS, Command
-from .connection import ENV_AUTH_KEY, ENV_BASE_URL, REPLAY_CHOICES, Connection, Settings
+from .connection import Connection, Settings
 from .errors import ErrorContext, ErrorRenderer
+from .failures import FailedCells
 from .metadata import ResultMetadata
+from .settings import ENV_AUTH_KEY, ENV_BASE_URL, REPLAY_CHOICES
 
 if TYPE_CHECKING:
     from .ask import Prepared
@@ -112,6 +114,7 @@ class KoineMagics(Magics):
         self.connection = Connection(cast(Settings, self))  # traits read as plain values
         self.errors = ErrorRenderer(self.connection.secrets)
         self.result_metadata = ResultMetadata()
+        self.failures = FailedCells()
         super().__init__(shell=shell, **kwargs)
 
     remote_images = Bool(
@@ -163,6 +166,8 @@ class KoineMagics(Magics):
     def after_cell(self, *args: Any) -> None:
         """``post_run_cell`` hook: errors of the finished cell draw in full from now on; the
         provenance tags of its results are dropped."""
+        if args:
+            self.failures.record(args[0])
         self.errors.after_cell()
         self.result_metadata.after_cell()
 

@@ -17,7 +17,11 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-TUTORIALS = ["01-quickstart.ipynb", "03-extraction-to-dataframes.ipynb"]
+TUTORIALS = [
+    "01-quickstart.ipynb",
+    "03-extraction-to-dataframes.ipynb",
+    "05-three-verbs-and-the-accessor.ipynb",
+]
 
 
 def _rules() -> list[tuple[re.Pattern[str], str]]:

@@ -41,8 +41,11 @@ def test_every_user_mode_is_a_trait_value_and_shows_as_written() -> None:
 
 
 def test_set_replay_sets_the_trait_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_REPLAY, raising=False)
-    monkeypatch.delenv(ENV_LEDGER, raising=False)
+    # set-then-delete: monkeypatch then restores the variables after the test (a delenv of an
+    # absent variable records nothing, and set_replay's writes would leak into later tests)
+    for name in (ENV_REPLAY, ENV_LEDGER):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     traits = _Traits()
     set_replay(traits, "replay", "/tmp/x.sqlite3")
     assert (traits.replay, traits.ledger) == ("on", "/tmp/x.sqlite3")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import nbformat
 from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import KernelManager, start_new_kernel
 
 
 def kernel_env(gateway: Any, **extra: str) -> dict[str, str]:
@@ -86,3 +88,18 @@ class Kernel:
 
 def of_type(msgs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [m for m in msgs if m["msg_type"] == kind]
+
+
+@contextlib.contextmanager
+def koine_kernel(gateway: Any, setup: str = "") -> Iterator[Kernel]:
+    """A real python3 kernel pointed at ``gateway`` with koine_jupyter loaded (and ``setup``
+    run), shut down afterwards: the fixture of every kernel test."""
+    km, kc = start_new_kernel(kernel_name="python3", env=kernel_env(gateway))
+    kernel = Kernel(km, kc)
+    try:
+        _, reply = kernel.run("%load_ext koine_jupyter" + (f"\n{setup}" if setup else ""))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        yield kernel
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

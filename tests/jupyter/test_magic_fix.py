@@ -8,21 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _kernels import Kernel, kernel_env, of_type
-from jupyter_client.manager import start_new_kernel
+from _kernels import Kernel, koine_kernel, of_type
 
 from koine_sdk.testing import LocalGateway
 
 
 @pytest.fixture(scope="module")
 def kernel(koine_gateway_server: Any) -> Iterator[Kernel]:
-    km, kc = start_new_kernel(kernel_name="python3", env=kernel_env(koine_gateway_server))
-    k = Kernel(km, kc)
-    _, reply = k.run("%load_ext koine_jupyter")
-    assert reply["content"]["status"] == "ok"
-    yield k
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+    with koine_kernel(koine_gateway_server) as k:
+        yield k
 
 
 def _prompts(gw: LocalGateway) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import nbformat
 import pytest
 from _html import answer_text
-from _kernels import Kernel, kernel_env, of_type
+from _kernels import Kernel, kernel_env, koine_kernel, of_type
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
@@ -23,13 +23,8 @@ FIXTURES = Path(__file__).parent / "notebooks_fixtures"
 
 @pytest.fixture(scope="module")
 def kernel(koine_gateway_server: Any) -> Iterator[Kernel]:
-    km, kc = start_new_kernel(kernel_name="python3", env=kernel_env(koine_gateway_server))
-    k = Kernel(km, kc)
-    _, reply = k.run("%load_ext koine_jupyter")
-    assert reply["content"]["status"] == "ok"
-    yield k
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+    with koine_kernel(koine_gateway_server) as k:
+        yield k
 
 
 def test_streams_into_a_display_handle(kernel: Kernel, koine_gateway_server: Any) -> None:

@@ -19,8 +19,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from _kernels import Kernel, kernel_env, new_notebook, of_type
-from jupyter_client.manager import start_new_kernel
+from _kernels import Kernel, kernel_env, koine_kernel, new_notebook, of_type
 from nbclient import NotebookClient
 
 MARK = "koinePwned"
@@ -119,13 +118,8 @@ def check_cell(kernel: Kernel, code: str) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def kernel(koine_gateway_server: Any) -> Iterator[Kernel]:
-    km, kc = start_new_kernel(kernel_name="python3", env=kernel_env(koine_gateway_server))
-    k = Kernel(km, kc)
-    _, reply = k.run(f"%load_ext koine_jupyter\npayload = {PROMPT!r}")
-    assert reply["content"]["status"] == "ok"
-    yield k
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+    with koine_kernel(koine_gateway_server, f"payload = {PROMPT!r}") as k:
+        yield k
 
 
 @pytest.mark.parametrize("display", ["markdown", "widget", "text"])

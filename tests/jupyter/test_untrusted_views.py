@@ -12,10 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from _kernels import Kernel, kernel_env, of_type
+from _kernels import Kernel, koine_kernel, of_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jupyter_client.manager import start_new_kernel
 
 from koine_jupyter.views import _markdown
 from koine_jupyter.views._markdown import sanitize_html, to_html
@@ -92,13 +91,8 @@ def test_remote_images_load_only_when_opted_in(ip: Any, monkeypatch: pytest.Monk
 
 @pytest.fixture(scope="module")
 def kernel(koine_gateway_server: Any) -> Iterator[Kernel]:
-    km, kc = start_new_kernel(kernel_name="python3", env=kernel_env(koine_gateway_server))
-    k = Kernel(km, kc)
-    _, reply = k.run("%load_ext koine_jupyter")
-    assert reply["content"]["status"] == "ok"
-    yield k
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+    with koine_kernel(koine_gateway_server) as k:
+        yield k
 
 
 def test_widget_mode_swaps_to_the_answer_without_an_empty_moment(kernel: Kernel) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import KoineError
 from ._warnings import LedgerWarning
 
-__all__ = ["create_private"]
+__all__ = ["create_private", "file_identity", "writable"]
 
 
 def _error(message: str, exc: BaseException | None = None) -> KoineError:
@@ -62,3 +62,20 @@ def create_private(path: Path) -> None:
             LedgerWarning,
             stacklevel=4,
         )
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (and its folder, for ``-wal``/``-shm``)."""
+    if path.exists() and not os.access(path, os.W_OK):
+        return False
+    return os.access(path.parent, os.W_OK)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` (``None`` when there is none): a deleted or
+    replaced ledger shows as a change."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -8,7 +8,16 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, cast
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES"]
+__all__ = [
+    "LEDGER_TABLES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "check_read_only",
+    "drop_code",
+]
+
+LEDGER_TABLES = frozenset({"meta", "blobs", "runs", "requests"})
 
 SCHEMA_VERSION = 3
 """The ledger's format. Each step of :data:`MIGRATIONS` takes a file from the version before
@@ -104,3 +113,46 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
 )
 """(version, step): the numbered upgrades, applied in order, each in one transaction. An
 upgrade keeps every answer (it never makes anyone pay again)."""
+
+
+def drop_code(conn: sqlite3.Connection) -> str:
+    """A ledger is data: it never holds triggers or views. A file from elsewhere that does (a
+    trigger can rewrite later answers, a view can stand in for a table) has them dropped; the
+    names dropped are returned ("" when there were none). ``DatabaseError`` when they cannot be
+    dropped (the file is then refused)."""
+    found = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+    ).fetchall()
+    if not found:
+        return ""
+    names = ", ".join(f"{kind} {name!r}" for kind, name in found)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for kind, name in found:
+            quoted = '"' + str(name).replace('"', '""') + '"'
+            conn.execute(f"DROP {'TRIGGER' if kind == 'trigger' else 'VIEW'} IF EXISTS {quoted}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise sqlite3.DatabaseError(
+            f"it holds code ({names}), which a ledger never does, and it could not be "
+            f"dropped ({exc})"
+        ) from None
+    return names
+
+
+def check_read_only(conn: sqlite3.Connection) -> None:
+    """A file opened read-only is used only if it is a ledger of a known format without code
+    (nothing can be dropped or upgraded in it): else ``DatabaseError``."""
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not have >= LEDGER_TABLES:
+        raise sqlite3.DatabaseError("not a ledger (its tables are missing)")
+    code = conn.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')"
+    ).fetchone()[0]
+    if code:
+        raise sqlite3.DatabaseError("it holds triggers or views, which cannot be dropped")
+    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    if row is not None and int(row[0]) > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"it was written by a newer koine-sdk (format {row[0]})")

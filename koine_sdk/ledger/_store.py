@@ -18,11 +18,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import KoineError
 from ._claims import Claims
-from ._files import create_private
+from ._files import create_private, file_identity, writable
 from ._key import RequestShape
 from ._location import MEMORY
 from ._records import RECORD_COLUMNS, GroupRun, LedgerRecord, storable, valid_row
-from ._schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from ._schema import (
+    LEDGER_TABLES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    check_read_only,
+    drop_code,
+)
 from ._warnings import LedgerWarning
 
 if TYPE_CHECKING:
@@ -74,13 +81,6 @@ class Ledger(Claims):
 
     # -- connections --------------------------------------------------------------------------
 
-    def _writable(self) -> bool:
-        """Whether this process may write the file (and its folder, for ``-wal``/``-shm``)."""
-        assert self.path is not None
-        if self.path.exists() and not os.access(self.path, os.W_OK):
-            return False
-        return os.access(self.path.parent, os.W_OK)
-
     def _connect_to(self, where: str, *, uri: bool = False) -> sqlite3.Connection:
         try:
             return sqlite3.connect(
@@ -106,7 +106,7 @@ class Ledger(Claims):
             conn = self._connect_to(f"{base}?{query}", uri=True)
             try:
                 conn.execute("PRAGMA trusted_schema = OFF")
-                self._check_read_only(conn)
+                check_read_only(conn)
             except (sqlite3.Error, ValueError) as exc:
                 conn.close()
                 last = exc
@@ -125,22 +125,9 @@ class Ledger(Claims):
             return conn
         raise _error(f"the ledger {self.path} cannot be read", last)
 
-    def _check_read_only(self, conn: sqlite3.Connection) -> None:
-        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"meta", "blobs", "runs", "requests"} <= have:
-            raise sqlite3.DatabaseError("not a ledger (its tables are missing)")
-        code = conn.execute(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')"
-        ).fetchone()[0]
-        if code:
-            raise sqlite3.DatabaseError("it holds triggers or views, which cannot be dropped")
-        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-        if row is not None and int(row[0]) > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"it was written by a newer koine-sdk (format {row[0]})")
-
     def _open(self) -> sqlite3.Connection:
         where = MEMORY if self.path is None else str(self.path)
-        if self.path is not None and (self.read_only or not self._writable()):
+        if self.path is not None and (self.read_only or not writable(self.path)):
             return self._open_read_only()
         conn = self._connect_to(where)
         try:
@@ -186,7 +173,15 @@ class Ledger(Claims):
             delay = min(delay * 2, 0.2)
 
     def _prepare_once(self, conn: sqlite3.Connection) -> None:
-        self._drop_code(conn)
+        dropped = drop_code(conn)
+        if dropped:
+            warnings.warn(
+                f"The ledger {self.path} held {dropped}; a ledger never holds code, so they "
+                "were dropped. Trust a ledger from elsewhere as you trust the notebook it came "
+                "with.",
+                LedgerWarning,
+                stacklevel=6,
+            )
         if self.path is not None:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -197,7 +192,7 @@ class Ledger(Claims):
             # lost only with the machine, on power loss), at a fraction of FULL's cost.
             conn.execute("PRAGMA synchronous = NORMAL")
         have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"meta", "blobs", "runs", "requests"} <= have:
+        if not have >= LEDGER_TABLES:
             conn.executescript(TABLES)
         row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         if row is None:
@@ -234,38 +229,6 @@ class Ledger(Claims):
             conn.execute("ROLLBACK")
             raise
 
-    def _drop_code(self, conn: sqlite3.Connection) -> None:
-        """A ledger is data: it never holds triggers or views. A file from elsewhere that does
-        (a trigger can rewrite later answers, a view can stand in for a table) has them
-        dropped, with a warning; a file where they cannot be dropped is refused."""
-        found = conn.execute(
-            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
-        ).fetchall()
-        if not found:
-            return
-        names = ", ".join(f"{kind} {name!r}" for kind, name in found)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for kind, name in found:
-                quoted = '"' + str(name).replace('"', '""') + '"'
-                conn.execute(
-                    f"DROP {'TRIGGER' if kind == 'trigger' else 'VIEW'} IF EXISTS {quoted}"
-                )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise sqlite3.DatabaseError(
-                f"it holds code ({names}), which a ledger never does, and it could not be "
-                f"dropped ({exc})"
-            ) from None
-        warnings.warn(
-            f"The ledger {self.path} held {names}; a ledger never holds code, so they were "
-            "dropped. Trust a ledger from elsewhere as you trust the notebook it came with.",
-            LedgerWarning,
-            stacklevel=6,
-        )
-
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise _error("the ledger is closed")
@@ -286,28 +249,20 @@ class Ledger(Claims):
             with self._lock:
                 self._connections.append(conn)
             if self._identity is None:
-                self._identity = self._file_identity()
+                self._identity = file_identity(self.path)
         return conn
-
-    def _file_identity(self) -> tuple[int, int] | None:
-        assert self.path is not None
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return st.st_dev, st.st_ino
 
     def _follow_file(self) -> None:
         """The file on disk is the truth: when the ledger was deleted or replaced since it was
         opened (``rm`` to forget, a shipped file copied over it), every connection to the old
         file is closed and the next use opens (or creates) the one there now."""
-        if self._identity is None:
+        if self._identity is None or self.path is None:
             return
-        now = self._file_identity()
+        now = file_identity(self.path)
         if now == self._identity:
             return
         with self._lock:
-            if self._file_identity() == self._identity:
+            if file_identity(self.path) == self._identity:
                 return
             old, self._connections = self._connections, []
             self._generation += 1

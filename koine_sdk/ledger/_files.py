@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -35,14 +37,10 @@ def create_private(path: Path) -> None:
         raise _error(f"cannot create the ledger's folder {folder}", exc) from None
     try:
         if not path.exists():
-            fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
-            try:
-                os.fchmod(fd, 0o600)
-            finally:
-                os.close(fd)
+            _create_without_opening(path)
             return
     except FileExistsError:
-        pass  # made by another process at the same moment
+        pass  # made by another process or thread at the same moment
     except OSError as exc:
         if not path.exists():
             raise _error(f"cannot create the ledger {path}", exc) from None
@@ -62,6 +60,34 @@ def create_private(path: Path) -> None:
             LedgerWarning,
             stacklevel=4,
         )
+
+
+def _create_without_opening(path: Path) -> None:
+    """Create an empty 0600 file at ``path`` without ever opening ``path`` itself.
+
+    POSIX locks belong to a process, and closing *any* descriptor of a file drops all of them:
+    opening and closing the ledger here while another thread of this process already holds
+    SQLite's locks on it would silently free those locks (SQLite then reports "disk I/O error",
+    or two writers meet). So the file is made under a private temporary name and hard-linked into
+    place, which also fails cleanly when the ledger appeared meanwhile."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    with contextlib.suppress(FileNotFoundError):  # left by a dead process of the same pid
+        os.unlink(temporary)
+    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)  # FileExistsError when another one won the race: fine
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links on this file system: create in place, never reopening an existing file.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+        os.close(fd)
+    finally:
+        os.unlink(temporary)
 
 
 def writable(path: Path) -> bool:

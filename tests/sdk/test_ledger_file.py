@@ -4,10 +4,13 @@ text (lone surrogates) is stored without an error."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +88,28 @@ def test_lone_surrogates_are_stored_without_an_error(tmp_path: Path) -> None:
         rec = ledger.get(key)  # found by the true text's key
         assert rec is not None and rec.answer is not None and "answer" in rec.answer
         ledger.start_run("extract", params={"prompt": "p \ud800"})
+
+
+def test_creating_a_ledger_never_opens_the_file_another_thread_may_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POSIX locks belong to the process: opening and closing the ledger file while another
+    thread holds SQLite's locks on it frees them ("disk I/O error" on a new ledger opened by
+    the threads of two Dask workers at once). The file is made under another name and linked."""
+    from koine_sdk.ledger import _files
+
+    path = tmp_path / "new" / "l.sqlite3"
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(file: str | os.PathLike[str], flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append(str(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(_files.os, "open", spy)
+    _files.create_private(path)
+    assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert opened and str(path) not in opened
+    assert sorted(p.name for p in path.parent.iterdir()) == ["l.sqlite3"]  # no temporary left
+    _files.create_private(path)  # an existing ledger is left alone, never opened
+    assert str(path) not in opened

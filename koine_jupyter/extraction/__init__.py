@@ -109,7 +109,7 @@ def _attach_view(run: Run, mode: ProgressMode) -> None:
     from koine_jupyter.views.progress import make_progress
 
     if mode != "none":
-        run.view = make_progress(mode, run.snapshot, preview=run.rows.preview)
+        run.view = make_progress(mode, run.snapshot, verb=run.verb.name, preview=run.rows.preview)
         run.announce = _announce
 
 

@@ -124,7 +124,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def format_line(snap: ProgressSnapshot, *, prefix: str = "extract") -> str:
-    """One line: ``extract 37/100 done · 2 failed · 61 left · 4.2 rows/s · ETA 15s · ...``."""
+    """One line: ``extract 37/100 done · 2 failed · 61 left · 4.2 rows/s · ETA 15s · ...``
+    (``prefix``: the verb that runs; ``""`` for none)."""
     head = f"{snap.done}/{snap.total} done"
     parts = [f"{prefix} {head}" if prefix else head]
     if snap.failed:
@@ -199,7 +200,10 @@ def _preview_html(value: Any) -> str:
 
 
 class _SurfaceProgress(ProgressView):
-    """A progress view drawn on a surface: the bar and the line, and the preview below."""
+    """A progress view drawn on a surface: the bar and the line, and the preview below.
+
+    ``verb`` (``extract``, ``classify``, ``generate``) names the run: it starts the line, or,
+    with ``verb_on_bar``, labels the bar instead (a widget's line sits beside its bar)."""
 
     def __init__(
         self,
@@ -209,12 +213,15 @@ class _SurfaceProgress(ProgressView):
         preview: Callable[[], Any] | None,
         rate: float,
         preview_rate: float,
-        prefix: str = "extract",
+        verb: str,
+        verb_on_bar: bool = False,
         draw_now: bool = True,
     ) -> None:
         super().__init__(source)
         self.surface = surface
-        self._prefix = prefix
+        self.verb = verb
+        self._prefix = "" if verb_on_bar else verb
+        self._bar_label = verb if verb_on_bar else ""
         self._preview_source = preview if surface.mode != "text" else None
         self._preview = ""
         self._throttle = Throttle(self._render, rate=rate)
@@ -228,7 +235,7 @@ class _SurfaceProgress(ProgressView):
         line = format_line(snap, prefix=self._prefix)
         status = line if message is None else f"{line}\n{message}"
         style = _final_style(snap) if final else "info"
-        bar = Bar(snap.finished, snap.total, style, "extract" if not self._prefix else "")
+        bar = Bar(snap.finished, snap.total, style, self._bar_label)
         return Frame((), "" if final else self._preview, status, "html", bar=bar)
 
     def _render(self) -> None:
@@ -275,6 +282,7 @@ class TextProgress(_SurfaceProgress):
         self,
         source: Callable[[], ProgressSnapshot],
         *,
+        verb: str = "extract",
         stream: TextIO | None = None,
         in_place: bool | None = None,
         rate: float | None = None,
@@ -285,7 +293,7 @@ class TextProgress(_SurfaceProgress):
         self._started = time.monotonic()
         self._quiet = not surface.in_place
         super().__init__(
-            source, surface, preview=None, rate=rate, preview_rate=rate, draw_now=False
+            source, surface, preview=None, rate=rate, preview_rate=rate, verb=verb, draw_now=False
         )
 
     def poke(self) -> None:
@@ -300,6 +308,7 @@ class WidgetProgress(_SurfaceProgress):
         self,
         source: Callable[[], ProgressSnapshot],
         *,
+        verb: str = "extract",
         preview: Callable[[], Any] | None = None,
         rate: float = DEFAULT_RATE,
         preview_rate: float = PREVIEW_RATE,
@@ -310,7 +319,8 @@ class WidgetProgress(_SurfaceProgress):
             preview=preview,
             rate=rate,
             preview_rate=preview_rate,
-            prefix="",
+            verb=verb,
+            verb_on_bar=True,
         )
 
 
@@ -321,11 +331,17 @@ class HandleProgress(_SurfaceProgress):
         self,
         source: Callable[[], ProgressSnapshot],
         *,
+        verb: str = "extract",
         preview: Callable[[], Any] | None = None,
         rate: float = PREVIEW_RATE,
     ) -> None:
         super().__init__(
-            source, make_surface("markdown"), preview=preview, rate=rate, preview_rate=rate
+            source,
+            make_surface("markdown"),
+            preview=preview,
+            rate=rate,
+            preview_rate=rate,
+            verb=verb,
         )
 
 
@@ -333,23 +349,26 @@ def make_progress(
     mode: ProgressMode,
     source: Callable[[], ProgressSnapshot],
     *,
+    verb: str,
     preview: Callable[[], Any] | None = None,
     stream: TextIO | None = None,
 ) -> ProgressView:
     """The view for ``mode`` (``"auto"``: the package's chooser decides — a widget where a
     widget manager runs, a display handle in other kernels, a text line elsewhere).
-    ``preview`` (a function returning a DataFrame) is shown by the notebook renderings only."""
+    ``verb`` names the run on the line or the bar (the verb spec's name: ``extract``,
+    ``classify``, ``generate``). ``preview`` (a function returning a DataFrame) is shown by the
+    notebook renderings only."""
     if mode == "none":
         return ProgressView(source)
     chosen = choose_mode(None if mode == "auto" else mode)
     if chosen == "widget":
         try:
-            return WidgetProgress(source, preview=preview)
+            return WidgetProgress(source, verb=verb, preview=preview)
         except Exception:
             chosen = "markdown" if has_kernel() else "text"
     if chosen == "markdown":
         try:
-            return HandleProgress(source, preview=preview)
+            return HandleProgress(source, verb=verb, preview=preview)
         except Exception:
             pass
-    return TextProgress(source, stream=stream)
+    return TextProgress(source, verb=verb, stream=stream)

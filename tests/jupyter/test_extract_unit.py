@@ -333,9 +333,36 @@ def test_text_progress_is_throttled_and_finishes_with_message() -> None:
 
 def test_make_progress_outside_a_kernel_is_text_or_nothing() -> None:
     stream = io.StringIO()
-    view = make_progress("auto", _snap, stream=stream)
-    assert isinstance(view, TextProgress)
-    assert type(make_progress("none", _snap)).__name__ == "ProgressView"
+    view = make_progress("auto", _snap, verb="classify", stream=stream)
+    assert isinstance(view, TextProgress) and view.verb == "classify"
+    assert type(make_progress("none", _snap, verb="extract")).__name__ == "ProgressView"
+
+
+@pytest.mark.parametrize("verb", ["extract", "classify", "generate"])
+def test_every_progress_rendering_names_the_verb(
+    verb: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from koine_jupyter.views.progress import HandleProgress, WidgetProgress
+
+    others = {"extract", "classify", "generate"} - {verb}
+    stream = io.StringIO()
+    text = TextProgress(lambda: _snap(done=98, failed=2), verb=verb, stream=stream, in_place=True)
+    text.poke()
+    text.finish()  # the finished summary: the last line
+    lines = stream.getvalue().replace("\r", "\n").split()
+    assert lines[0] == verb and not others & set(lines)
+    assert stream.getvalue().rstrip().rsplit("\r", 1)[-1].startswith(f"{verb} 98/100 done")
+
+    widget = WidgetProgress(lambda: _snap(done=100, failed=0), verb=verb, rate=1000.0)
+    widget.finish()
+    assert widget.surface.bar.description == verb
+    assert not widget.surface.label.value.startswith(verb)  # named once: on the bar
+
+    log = _fake_display(monkeypatch)
+    handle = HandleProgress(lambda: _snap(), verb=verb, rate=1000.0)
+    handle.finish("Stopped: budget")
+    assert log[-1]["text/plain"].startswith(f"{verb} 37/100 done")
+    capsys.readouterr()
 
 
 def test_widget_progress_updates_bar_and_label(capsys: pytest.CaptureFixture[str]) -> None:

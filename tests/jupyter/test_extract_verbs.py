@@ -222,6 +222,24 @@ def test_classify_dtypes_empty_failed_and_mixed(
     assert body["schema"]["properties"]["label"]["enum"] == LABELS
 
 
+def test_the_progress_line_names_the_verb_that_ran(
+    client: SyncKoineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = ["one", "two", "three"]
+    runs: dict[str, Callable[[], Any]] = {
+        "classify": lambda: classify(texts, LABELS, client=client, progress="text"),
+        "generate": lambda: generate(texts, "Say: {text}", client=client, progress="text"),
+        "extract": lambda: extract(texts, Review, client=client, progress="text"),
+    }
+    for verb, run in runs.items():
+        capsys.readouterr()
+        run()
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1].startswith(f"{verb} 3/3 done"), err
+        others = set(runs) - {verb}
+        assert not any(other in err.split() for other in others), err
+
+
 def test_classify_takes_an_enum_and_rerun_pays_nothing(
     koine_gateway: LocalGateway, client: SyncKoineClient
 ) -> None:

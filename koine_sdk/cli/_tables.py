@@ -1,4 +1,5 @@
-"""Tables in and out by extension: CSV, JSON Lines and Parquet (pandas; Parquet: pyarrow)."""
+"""Tables in and out by extension: CSV, JSON Lines and Parquet (pandas; Parquet: pyarrow); the
+output is the input's columns and then the result's (:func:`output_names`, :func:`joined`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 from ._common import UsageError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+PREFIX = "koine_"
+"""Put before a result column whose name is already an input column's: ``text`` becomes
+``koine_text``."""
 
 
 def table_format(path: str, role: str) -> str:
@@ -37,13 +41,46 @@ def read_table(path: str) -> Any:
             return pd.read_csv(path, dtype=str, keep_default_na=False)
         if kind == "jsonl":
             return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
+        if any(name is not None for name in frame.index.names):
+            frame = frame.reset_index()  # a named index (``id``) is one of the input's columns
+        return frame
     except ImportError as exc:
         raise UsageError(f"input {path}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"input {path}: cannot read it: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise UsageError(f"input {path}: not a readable {kind} file: {exc}") from None
+
+
+def output_names(inputs: list[str], results: list[str], path: str) -> dict[str, str]:
+    """Each result column's name in the output: its own, or :data:`PREFIX` and its own when an
+    input column has that name. A ``UsageError`` (before anything is sent) when that is taken
+    too."""
+    names: dict[str, str] = {}
+    for name in results:
+        if name not in inputs:
+            names[name] = name
+            continue
+        prefixed = PREFIX + name
+        if prefixed in inputs or prefixed in results:
+            raise UsageError(
+                f"input {path}: has columns {name!r} and {prefixed!r}, so the result's column "
+                f"{name!r} has no free name; rename one of them"
+            )
+        names[name] = prefixed
+    return names
+
+
+def joined(frame: Any, result: Any, names: dict[str, str]) -> Any:
+    """The input's columns, then the result's (renamed by ``names``), row by row in input
+    order (the result is aligned to the input, whatever its index)."""
+    pd: Any = _pandas()
+    if len(frame) != len(result):  # never: every input row has a result row
+        raise RuntimeError(f"{len(result)} result rows for {len(frame)} input rows")
+    left = frame.reset_index(drop=True)
+    right = result.rename(columns=names).reset_index(drop=True)
+    return pd.concat([left, right], axis=1)
 
 
 def write_table(frame: Any, path: str) -> None:
@@ -60,3 +97,8 @@ def write_table(frame: Any, path: str) -> None:
         raise UsageError(f"output {path}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"output {path}: cannot write it: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:  # pyarrow's errors are these too: mixed-type columns
+        raise UsageError(
+            f"output {path}: cannot write this table as {kind}: {exc} (the answers are in the "
+            "ledger: the same command with another output format pays nothing)"
+        ) from None

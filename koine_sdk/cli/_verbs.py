@@ -1,5 +1,6 @@
 """``koine extract|classify|generate INPUT -o OUTPUT``: one request per row, through the same
 machinery as the Python verbs (the ledger, resume, retries, failed rows kept with their error).
+The output keeps the input's columns and rows, the result's columns after them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 from typing import Any
 
 from ._common import EXIT_INTERRUPTED, EXIT_OK, UsageError, config_from
-from ._tables import read_table, table_format, write_table
+from ._tables import joined, output_names, read_table, table_format, write_table
 
 
 def _texts(frame: Any, column: str | None, path: str) -> Any:
@@ -48,6 +49,22 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _result_columns(verb: str, schema: Any, labels: list[str], reason: bool) -> list[str]:
+    """The columns the verb's result will have (its spec's, then the shared ones), known before
+    anything is sent."""
+    from koine_jupyter.extraction._columns import RESERVED
+    from koine_jupyter.extraction._verbs import Classify, Extract, Generate, Verb, labels_of
+
+    spec: Verb
+    if verb == "extract":
+        spec = Extract(schema)
+    elif verb == "classify":
+        spec = Classify(labels_of(labels), reason)
+    else:
+        spec = Generate()
+    return [c.name for c in spec.columns()] + list(RESERVED)
+
+
 def run(args: argparse.Namespace) -> int:
     table_format(args.output, "output")  # fail on a bad output name before anything is sent
     verb: str = args.verb
@@ -74,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     call: Any
     result: Any
     try:
+        reason = bool(getattr(args, "reason", False))
+        results = _result_columns(verb, schema, labels, reason)
+        names = output_names([str(c) for c in frame.columns], results, args.input)
         if verb == "extract":
             call = verbs.extract
             result = call(
@@ -89,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if exc.code == "INVALID_ARGUMENT":  # refused before anything was sent: bad usage
             raise UsageError(exc.message) from None
         raise
-    write_table(result, args.output)
+    write_table(joined(frame, result, names), args.output)
     return _summary(result, args.output)
 
 

@@ -45,6 +45,26 @@ def cli_env(gw: Any, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+RESULT_TAIL = ["error", "input_tokens", "output_tokens", "attempts", "answer_from"]
+
+
+def write_input(frame: pd.DataFrame, path: Path) -> None:
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path, index=False)
+
+
+def read_output(path: Path) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True)
+    return pd.read_parquet(path)
+
+
 def koine(
     env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -99,19 +119,15 @@ def test_extract_every_format_and_a_second_run_pays_nothing(
 ) -> None:
     frame = pd.DataFrame({"id": [1, 2, 3], "text": ["Acme, Paris", "Foo, Rome", "Bar, Oslo"]})
     src, out = tmp_path / f"in.{source}", tmp_path / f"out.{target}"
-    if source == "csv":
-        frame.to_csv(src, index=False)
-    elif source == "jsonl":
-        frame.to_json(src, orient="records", lines=True)
-    else:
-        frame.to_parquet(src, index=False)
+    write_input(frame, src)
     args = ("extract", str(src), "-o", str(out), "--schema", "models:Company", "--column", "text")
     done = koine(cli_env, *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert gw.wait_for_requests(3)
-    read = {"csv": pd.read_csv, "parquet": pd.read_parquet}.get(target)
-    result = read(out) if read else pd.read_json(out, lines=True)
-    assert list(result.columns[:2]) == ["name", "city"] and len(result) == 3
+    result = read_output(out)
+    assert list(result.columns) == ["id", "text", "name", "city", *RESULT_TAIL]
+    assert [str(v) for v in result["id"]] == ["1", "2", "3"]
+    assert result["text"].tolist() == frame["text"].tolist()
     assert "3 ok, 0 failed" in done.stderr
     before = len(gw.requests)
     again = koine(cli_env, *args, cwd=tmp_path)
@@ -260,7 +276,8 @@ def test_classify_and_generate_over_files(cli_env: dict[str, str], gw: Any, tmp_
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     answers = pd.read_parquet(tmp_path / "out.parquet")
-    assert [t.startswith("Echo: Reply to:") for t in answers["text"]] == [True, True]
+    assert answers["text"].tolist() == ["I love it", "Broken on arrival"]  # the input's
+    assert [t.startswith("Echo: Reply to:") for t in answers["koine_text"]] == [True, True]
     before = len(gw.requests)
     no_slot = koine(
         cli_env, "generate", "in.csv", "-o", "o.csv", "--prompt", "no slot", cwd=tmp_path
@@ -277,3 +294,67 @@ def test_gateway_without_the_testing_extra_says_what_to_install() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "pip install 'koine-sdk[testing]'" in done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_every_verb_keeps_the_input_columns_and_row_order(
+    cli_env: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    # The first row answers last (a delay), so the order of the answers is not the input's.
+    texts = ["slow one [[delay=0.5]]", "quick two", "quick three", "quick four"]
+    frame = pd.DataFrame({"id": [40, 10, 30, 20], "text": texts, "note": ["a", "b", "c", "d"]})
+    src = tmp_path / f"in.{fmt}"
+    write_input(frame, src)
+    verbs = {
+        "extract": (["--schema", "models:Company"], ["name", "city"]),
+        "classify": (["--labels", "yes,no", "--reason"], ["label", "reason"]),
+        "generate": (["--prompt", "Say: {text}"], ["koine_text"]),  # the input has a text
+    }
+    for verb, (args, columns) in verbs.items():
+        out = tmp_path / f"{verb}.{fmt}"
+        done = koine(
+            cli_env, verb, str(src), "-o", str(out), "--concurrency", "4", *args, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        result = read_output(out)
+        assert list(result.columns) == ["id", "text", "note", *columns, *RESULT_TAIL], verb
+        assert [int(v) for v in result["id"]] == [40, 10, 30, 20], verb
+        assert result["note"].tolist() == ["a", "b", "c", "d"], verb
+        assert result["error"].isna().all(), (verb, result["error"].tolist())
+    answers = read_output(tmp_path / f"generate.{fmt}")
+    said = [t.replace(" [[delay=0.5]]", "") for t in texts]  # the echo drops the directive
+    assert answers["koine_text"].tolist() == [f"Echo: Say: {t}" for t in said]  # row by row
+
+
+def test_result_columns_named_like_input_columns_get_the_prefix(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    frame = pd.DataFrame({"text": ["I love it", "bad [[fail]]"], "label": ["x", "y"]})
+    frame["error"] = ["earlier error", ""]
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    done = koine(
+        cli_env, "classify", "in.csv", "-o", "out.jsonl", "--labels", "positive,negative",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 rows -> out.jsonl: 1 ok, 1 failed" in done.stderr  # the result's errors only
+    result = read_output(tmp_path / "out.jsonl")
+    assert list(result.columns[:5]) == ["text", "label", "error", "koine_label", "koine_error"]
+    assert result["label"].tolist() == ["x", "y"] and result["error"][0] == "earlier error"
+    assert result["koine_label"][0] in ("positive", "negative")
+    assert pd.isna(result["koine_error"][0]) and "CLI_EXIT_ERROR" in result["koine_error"][1]
+
+
+def test_a_result_column_without_a_free_name_is_refused_before_sending(
+    cli_env: dict[str, str], gw: Any, tmp_path: Path
+) -> None:
+    frame = pd.DataFrame({"text": ["hello"], "koine_text": ["from an earlier run"]})
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    done = koine(
+        cli_env, "generate", "in.csv", "-o", "out.csv", "--prompt", "Say: {text}", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "has columns 'text' and 'koine_text'" in done.stderr and "rename" in done.stderr
+    assert gw.requests == []  # not even /health
+    assert not (tmp_path / "out.csv").exists()

@@ -14,11 +14,13 @@ from koine_sdk.ledger import Ledger
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _inner_pytest(user_cache: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def _inner_pytest(
+    user_cache: Path, probe: str = "isolation_probe.py", **extra: str
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, XDG_CACHE_HOME=str(user_cache), **extra)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/cli/isolation_probe.py"],
+         "--basetemp", str(user_cache.parent / "inner"), f"tests/cli/{probe}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -55,3 +57,16 @@ def test_a_test_writing_the_default_ledger_fails_the_suite(tmp_path: Path) -> No
     assert done.returncode == 1
     assert "used the default ledger" in done.stdout
     assert not (user_cache / "koine").exists()  # and still not the user's own
+
+
+def test_a_test_leaving_a_koine_variable_changed_fails(tmp_path: Path) -> None:
+    done = _inner_pytest(tmp_path / "user-cache", "env_leak_probe.py")
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    # the two leaks pass, then fail in teardown; the third is clean
+    assert "3 passed, 2 errors" in out, out
+    assert "ERROR at teardown of test_leaks_a_mode" in out
+    assert "KOINE_REPLAY: unset -> 'record'" in out
+    assert "ERROR at teardown of test_leaks_through_a_fixture" in out
+    assert "KOINE_AUTH_KEY: unset -> set (value not shown)" in out
+    assert "probe-secret-value" not in out + done.stderr  # a key's value is never reported

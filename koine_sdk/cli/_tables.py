@@ -83,6 +83,23 @@ def joined(frame: Any, result: Any, names: dict[str, str]) -> Any:
     return pd.concat([left, right], axis=1)
 
 
+def check_writable(frame: Any, path: str) -> None:
+    """A ``UsageError`` before anything is sent when the input's columns cannot go into the
+    output's format (Parquet: a column of mixed types, say); the result's columns always can."""
+    if table_format(path, "output") != "parquet":
+        return
+    try:
+        import pyarrow
+
+        pyarrow.Table.from_pandas(frame, preserve_index=False)
+    except ImportError as exc:
+        raise UsageError(f"output {path}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid, ArrowTypeError
+        raise UsageError(
+            f"output {path}: the input's columns cannot go into Parquet: {exc}"
+        ) from None
+
+
 def write_table(frame: Any, path: str) -> None:
     """Write a DataFrame to ``path`` in the format of its extension."""
     kind = table_format(path, "output")

@@ -11,7 +11,14 @@ import sys
 from typing import Any
 
 from ._common import EXIT_INTERRUPTED, EXIT_OK, UsageError, config_from
-from ._tables import joined, output_names, read_table, table_format, write_table
+from ._tables import (
+    check_writable,
+    joined,
+    output_names,
+    read_table,
+    table_format,
+    write_table,
+)
 
 
 def _texts(frame: Any, column: str | None, path: str) -> Any:
@@ -82,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("generate needs --prompt")
     frame = read_table(args.input)
     texts = _texts(frame, args.column, args.input)
+    check_writable(frame, args.output)
     config = config_from(args)
 
     options = _options(args)

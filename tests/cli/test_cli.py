@@ -358,3 +358,28 @@ def test_a_result_column_without_a_free_name_is_refused_before_sending(
     assert "has columns 'text' and 'koine_text'" in done.stderr and "rename" in done.stderr
     assert gw.requests == []  # not even /health
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_parquet_named_index_is_kept_and_an_unwritable_table_is_refused(
+    cli_env: dict[str, str], gw: Any, tmp_path: Path
+) -> None:
+    frame = pd.DataFrame({"text": ["Acme, Paris", "Foo, Rome"]}, index=pd.Index([7, 3], name="id"))
+    frame["mixed"] = [1, "one"]  # a column Parquet cannot hold (an int and a str)
+    frame[["text"]].to_parquet(tmp_path / "in.parquet")  # the index is stored, named
+    done = koine(
+        cli_env, "generate", "in.parquet", "-o", "out.csv", "--prompt", "Say: {text}", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    result = pd.read_csv(tmp_path / "out.csv")
+    assert list(result.columns[:3]) == ["id", "text", "koine_text"]
+    assert result["id"].tolist() == [7, 3]
+    frame.to_json(tmp_path / "mixed.jsonl", orient="records", lines=True)
+    before = len(gw.requests)
+    done = koine(
+        cli_env, "generate", "mixed.jsonl", "-o", "out.parquet", "--prompt", "Say: {text}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "the input's columns cannot go into Parquet" in done.stderr
+    assert len(gw.requests) == before  # refused before anything was sent

@@ -91,7 +91,8 @@ def check_writable(frame: Any, path: str) -> None:
     try:
         import pyarrow
 
-        pyarrow.Table.from_pandas(frame, preserve_index=False)
+        arrow: Any = pyarrow
+        arrow.Table.from_pandas(frame, preserve_index=False)
     except ImportError as exc:
         raise UsageError(f"output {path}: {exc}") from None
     except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid, ArrowTypeError

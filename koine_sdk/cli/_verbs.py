@@ -56,22 +56,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _result_columns(verb: str, schema: Any, labels: list[str], reason: bool) -> list[str]:
-    """The columns the verb's result will have (its spec's, then the shared ones), known before
-    anything is sent."""
-    from koine_jupyter.extraction._columns import RESERVED
-    from koine_jupyter.extraction._verbs import Classify, Extract, Generate, Verb, labels_of
-
-    spec: Verb
-    if verb == "extract":
-        spec = Extract(schema)
-    elif verb == "classify":
-        spec = Classify(labels_of(labels), reason)
-    else:
-        spec = Generate()
-    return [c.name for c in spec.columns()] + list(RESERVED)
-
-
 def run(args: argparse.Namespace) -> int:
     table_format(args.output, "output")  # fail on a bad output name before anything is sent
     verb: str = args.verb
@@ -93,26 +77,27 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
 
     options = _options(args)
-    import koine_jupyter.extraction as verbs
+    import koine_jupyter.extraction as extraction
     from koine_sdk.errors import KoineError
 
-    call: Any
-    result: Any
-    try:
-        reason = bool(getattr(args, "reason", False))
-        results = _result_columns(verb, schema, labels, reason)
-        names = output_names([str(c) for c in frame.columns], results, args.input)
+    verbs: Any = extraction  # the schema and labels were checked above, as the verbs take them
+
+    def call(rows: Any, **given: Any) -> Any:
         if verb == "extract":
-            call = verbs.extract
-            result = call(
-                texts, schema, args.prompt or verbs.DEFAULT_PROMPT, client=config, **options
+            prompt = args.prompt or verbs.DEFAULT_PROMPT
+            return verbs.extract(rows, schema, prompt, client=config, **given)
+        if verb == "classify":
+            return verbs.classify(
+                rows, labels, args.prompt, reason=args.reason, client=config, **given
             )
-        elif verb == "classify":
-            call = verbs.classify
-            result = call(texts, labels, args.prompt, reason=args.reason, client=config, **options)
-        else:
-            call = verbs.generate
-            result = call(texts, args.prompt, client=config, **options)
+        return verbs.generate(rows, args.prompt, client=config, **given)
+
+    try:
+        # No rows, no ledger: the arguments checked and the result's columns known, with
+        # nothing sent (not even /health) and no run recorded.
+        empty = call(texts.iloc[:0], **{**options, "ledger": False, "progress": False})
+        names = output_names([str(c) for c in frame.columns], list(empty.columns), args.input)
+        result = call(texts, **options)
     except KoineError as exc:
         if exc.code == "INVALID_ARGUMENT":  # refused before anything was sent: bad usage
             raise UsageError(exc.message) from None

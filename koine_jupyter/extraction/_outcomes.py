@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from koine_sdk import KoineError
 from koine_sdk.ledger import LedgerWarning, process_ledger
 
-from ._decide import Done, Facts, Fail, Requeue, decide, is_connection_trouble
+from ._decide import Done, Facts, Fail, Requeue, decide, describe, is_connection_trouble
 from ._estimate import project
+from ._pending import Pending
 from ._replica import Replica
 from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_NOT_SENT, FROM_REQUEST, Unit
 
@@ -66,6 +67,7 @@ class RunState(Protocol):
     stop_error: KoineError | None
     fatal: KoineError | None
     wake: asyncio.Event | None
+    pending: Pending
 
     @property
     def limits(self) -> _Limits: ...
@@ -75,12 +77,6 @@ _BEFORE_SENDING = frozenset(
     {"REPLAY_MISS", "INVALID_ARGUMENT", "PROMPT_TOO_LARGE", "CLIENT_CLOSED"}
 )
 """Codes a client raises before a request leaves the process."""
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, KoineError):
-        return f"{exc.code}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _usage_of(obj: Any) -> tuple[int, int] | None:
@@ -107,6 +103,9 @@ def handle(
         isolated_failures=unit.isolated_failures,
         healthy_when_sent=not replica.in_outage or unit.sent_at < (replica.outage_started or 0.0),
         other_replicas=any(not r.dead for r in run.replicas if r is not replica),
+        untried_replica=any(
+            not r.dead and r.number not in unit.avoid for r in run.replicas if r is not replica
+        ),
         max_retries=run.limits.max_retries,
         max_retry_after=run.limits.max_retry_after,
     )
@@ -120,7 +119,8 @@ def handle(
         replica.on_throttled(now, level, decision.wait)
     elif decision.replica == "connection":
         assert error is not None
-        replica.on_connection_failure(now, unit.sent_at, describe(error))
+        replica.on_failed_request(describe(error))
+        run.pending.check_health(replica, lambda: _wake(run))
     elif decision.replica == "out":
         assert error is not None
         replica.dead = True
@@ -131,14 +131,21 @@ def handle(
         unit.throttled += 1
     if decision.isolated:
         unit.isolated_failures += 1
+        unit.broke_on.add(replica.number)
     # the row
     row = decision.row
     if isinstance(row, Done):
+        for number in unit.broke_on - {replica.number}:
+            # it failed there and was answered here: that gateway's fault, not the row's
+            other = run.replicas[number]
+            other.on_misfit(any(not r.dead for r in run.replicas if r is not other))
         succeeded(run, unit, result, replica)
     elif isinstance(row, Requeue):
         if row.avoid:
             unit.avoid.add(replica.number)
-        if row.front:
+        if row.delay > 0:
+            run.pending.hold(unit, row.delay, lambda u: _requeue(run, u))
+        elif row.front:
             run.queue.appendleft(unit)
         else:
             run.queue.append(unit)
@@ -149,6 +156,18 @@ def handle(
         run.rows.finish_all(unit.positions, describe(row.error))
         if run.wake is not None:
             run.wake.set()
+
+
+def _wake(run: RunState) -> None:
+    if run.wake is not None:
+        run.wake.set()
+
+
+def _requeue(run: RunState, unit: Unit) -> None:
+    """A row back from its back-off (a run that stopped meanwhile has finished it)."""
+    if run.fatal is None:
+        run.queue.append(unit)
+    _wake(run)
 
 
 def succeeded(run: RunState, unit: Unit, result: Any, replica: Replica) -> None:

@@ -22,6 +22,7 @@ from koine_sdk.ledger import Ledger, RequestShape
 from ._clients import KoineClient, call_on_home
 from ._estimate import Estimate
 from ._outcomes import describe, end_sample, handle, is_connection_trouble
+from ._pending import Pending
 from ._replica import Replica
 from ._state import Rows, Unit
 from ._stats import RunStats
@@ -99,6 +100,7 @@ class Run:
         self._inflight: dict[asyncio.Task[Any], tuple[Unit, Replica]] = {}
         self._crash: BaseException | None = None
         self.wake: asyncio.Event | None = None
+        self.pending = Pending()  # rows in a back-off, gateways' health checks
         self.view: ProgressView | None = None
         self.final: pd.DataFrame | None = None
         self.finished_event = threading.Event()
@@ -223,6 +225,7 @@ class Run:
                 raise
             finally:
                 self._ended = time.monotonic()
+                self.pending.cancel()
                 for client in self._own_clients:
                     try:
                         await client.aclose()
@@ -404,7 +407,7 @@ class Run:
                 self.view.poke()
             if self.fatal is not None or self.stop_error is not None:
                 return
-            if not self.queue and not self._inflight:
+            if not self.queue and not self._inflight and not self.pending.held:
                 if self.sampling:
                     end_sample(self)
                     if self.stop_after_sample or self.stop_error is not None:

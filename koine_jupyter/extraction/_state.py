@@ -34,6 +34,7 @@ class Unit:
     sent_at: float = 0.0  # monotonic, of the latest attempt
     started: float | None = None  # wall clock, of the first attempt
     avoid: set[int] = field(default_factory=lambda: set[int]())
+    broke_on: set[int] = field(default_factory=lambda: set[int]())  # gateways it failed to reach
 
 
 class Rows:

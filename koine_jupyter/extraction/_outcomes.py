@@ -150,7 +150,7 @@ def handle(
         else:
             run.queue.append(unit)
     elif isinstance(row, Fail):
-        failed(run, unit, row.error, record=row.record)
+        failed(run, unit, row.error, record=row.record, replica=replica)
     else:
         run.fatal = row.error
         run.rows.finish_all(unit.positions, describe(row.error))
@@ -187,6 +187,7 @@ def succeeded(run: RunState, unit: Unit, result: Any, replica: Replica) -> None:
         write(
             run,
             unit,
+            replica,
             status="ok",
             answer=answer,
             raw_text=raw_text,
@@ -220,7 +221,14 @@ def succeeded(run: RunState, unit: Unit, result: Any, replica: Replica) -> None:
             )
 
 
-def failed(run: RunState, unit: Unit, error: BaseException, *, record: bool) -> None:
+def failed(
+    run: RunState,
+    unit: Unit,
+    error: BaseException,
+    *,
+    record: bool,
+    replica: Replica | None = None,
+) -> None:
     tokens = _usage_of(error)
     attempts = getattr(error, "attempts", None)
     if tokens is not None:
@@ -234,6 +242,7 @@ def failed(run: RunState, unit: Unit, error: BaseException, *, record: bool) -> 
         write(
             run,
             unit,
+            replica,
             status="failed",
             error_code=code,
             error_message=message,
@@ -258,11 +267,14 @@ def failed(run: RunState, unit: Unit, error: BaseException, *, record: bool) -> 
         first = False
 
 
-def write(run: RunState, unit: Unit, **outcome: Any) -> None:
-    """Commit one finished request; a ledger that fails mid-run is swapped for the
-    process's in-memory one (with a warning), never the run's end."""
+def write(run: RunState, unit: Unit, replica: Replica | None, **outcome: Any) -> None:
+    """Commit one finished request, keyed by the model of the replica that sent it; a ledger
+    that fails mid-run is swapped for the process's in-memory one (with a warning), never the
+    run's end."""
+    shape = replica.shape if replica is not None and replica.shape is not None else run.shape
+    key = unit.key if shape is run.shape else shape.key(unit.prompt)
     try:
-        run.ledger.record(run.shape, unit.prompt, key=unit.key, run_id=run.run_id, **outcome)
+        run.ledger.record(shape, unit.prompt, key=key, run_id=run.run_id, **outcome)
     except KoineError as exc:
         if not run.ledger_warned:
             run.ledger_warned = True
@@ -273,7 +285,7 @@ def write(run: RunState, unit: Unit, **outcome: Any) -> None:
             )
         run.ledger = process_ledger()
         try:
-            run.ledger.record(run.shape, unit.prompt, key=unit.key, **outcome)
+            run.ledger.record(shape, unit.prompt, key=key, **outcome)
         except KoineError:
             pass
 

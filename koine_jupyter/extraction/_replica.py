@@ -26,9 +26,12 @@ its failures are not the rows' (with one gateway, each such row fails after its 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._clients import ClientLike
+
+if TYPE_CHECKING:
+    from koine_sdk.ledger import RequestShape
 
 __all__ = ["BACKOFF", "BACKOFF_MAX", "HOLD", "MISFITS", "PROBE_EVERY", "QUICK_EVENTS", "Replica"]
 
@@ -44,9 +47,19 @@ MISFITS = 3  # rows failed here and answered elsewhere (none answered here) befo
 class Replica:
     """One gateway: its client, concurrency window and health (all times: monotonic)."""
 
-    def __init__(self, client: ClientLike, number: int, max_outage: float) -> None:
+    def __init__(
+        self,
+        client: ClientLike,
+        number: int,
+        max_outage: float,
+        *,
+        shape: RequestShape | None = None,
+    ) -> None:
         self.number = number
         self.client = client
+        # what its requests send besides the prompt (with the model it asks for): the ledger
+        # key of each answer it gives (None: the run's)
+        self.shape = shape
         self.base_url = client.config.base_url
         self.max_outage = max_outage
         self.limit = DEFAULT_LIMIT

@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from koine_sdk import KoineError
@@ -28,7 +29,25 @@ if TYPE_CHECKING:
     from ._state import Rows
     from ._verbs import Verb
 
-__all__ = ["RunState", "describe", "end_sample", "handle", "is_connection_trouble"]
+__all__ = [
+    "LedgerFailure",
+    "RunState",
+    "describe",
+    "end_sample",
+    "handle",
+    "is_connection_trouble",
+    "record_end",
+    "run_error",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFailure:
+    """The ledger a run wrote to until a write failed (a full disk, an I/O error), and why:
+    the rest of the run went to the process's memory, and the run is marked failed there."""
+
+    ledger: Ledger
+    error: str
 
 
 class _Limits(Protocol):
@@ -53,6 +72,7 @@ class RunState(Protocol):
     shape: RequestShape
     run_id: str | None
     ledger_warned: bool
+    ledger_failure: LedgerFailure | None
     throttled: int
     input_tokens: int
     output_tokens: int
@@ -276,6 +296,8 @@ def write(run: RunState, unit: Unit, replica: Replica | None, **outcome: Any) ->
     try:
         run.ledger.record(shape, unit.prompt, key=key, run_id=run.run_id, **outcome)
     except KoineError as exc:
+        if run.ledger_failure is None:
+            run.ledger_failure = LedgerFailure(run.ledger, describe(exc))
         if not run.ledger_warned:
             run.ledger_warned = True
             warnings.warn(
@@ -286,6 +308,31 @@ def write(run: RunState, unit: Unit, replica: Replica | None, **outcome: Any) ->
         run.ledger = process_ledger()
         try:
             run.ledger.record(shape, unit.prompt, key=key, **outcome)
+        except KoineError:
+            pass
+
+
+def run_error(run: RunState) -> str | None:
+    """Why the run is marked failed, if it is: its fatal error, else a ledger write that
+    failed."""
+    if run.fatal is not None:
+        return describe(run.fatal)
+    return run.ledger_failure.error if run.ledger_failure is not None else None
+
+
+def record_end(run: RunState, status: str, stats: Mapping[str, Any]) -> None:
+    """Record how the run ended in its ledger. A ledger that failed mid-run (the run went on in
+    memory) gets the run marked ``failed`` with that error once it can be written again,
+    instead of being left ``running``."""
+    if run.run_id is None:
+        return
+    ends = [(run.ledger, status)]
+    failure = run.ledger_failure
+    if failure is not None and failure.ledger is not run.ledger:
+        ends.insert(0, (failure.ledger, "failed"))
+    for book, how in ends:
+        try:
+            book.finish_run(run.run_id, status=how, stats=stats)
         except KoineError:
             pass
 

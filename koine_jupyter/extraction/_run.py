@@ -21,7 +21,15 @@ from koine_sdk.ledger import Ledger, RequestShape
 
 from ._clients import KoineClient, call_on_home
 from ._estimate import Estimate
-from ._outcomes import describe, end_sample, handle, is_connection_trouble
+from ._outcomes import (
+    LedgerFailure,
+    describe,
+    end_sample,
+    handle,
+    is_connection_trouble,
+    record_end,
+    run_error,
+)
 from ._pending import Pending
 from ._replica import Replica
 from ._state import Rows, Unit
@@ -105,6 +113,7 @@ class Run:
         self.final: pd.DataFrame | None = None
         self.finished_event = threading.Event()
         self.ledger_warned = False
+        self.ledger_failure: LedgerFailure | None = None
         self.estimate: Estimate | None = None
         self.stop_after_sample = stop_after_sample
         self.announce: Callable[[str], None] | None = None
@@ -176,6 +185,7 @@ class Run:
             ledger=str(self.ledger.path) if self.ledger.path else ":memory:",
             verb=self.verb.name,
             gateways=tuple(r.stats() for r in self.replicas),
+            error=run_error(self),
         )
 
     def frame(self) -> pd.DataFrame:
@@ -233,13 +243,7 @@ class Run:
                         pass
                 df = self.frame()
                 self.final = df
-                if self.run_id is not None:
-                    try:
-                        self.ledger.finish_run(
-                            self.run_id, status=status, stats=self.stats().as_dict()
-                        )
-                    except KoineError:
-                        pass
+                record_end(self, status, self.stats().as_dict())
                 if message is None and self.budget_hit:
                     message = f"Stopped: {self.budget_hit}."
                 if self.view is not None:

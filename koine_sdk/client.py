@@ -1,5 +1,8 @@
-"""The async client: glues :mod:`._transport` (the wire) to :mod:`._sse` and :mod:`._streams`
-(the protocol)."""
+"""The async client. Each generation method builds a :class:`KoineRequest`, hands it to the
+call's :class:`~koine_sdk._replay_layer.ReplayLayer` (which answers from the ledger, or sends it
+through :mod:`._transport` and records the answer) and parses the raw answer it gets back, the
+same way whether it came from the gateway or the ledger (the result's ``source`` says which);
+the streams parse with :mod:`._streams` (see :mod:`._results`)."""
 
 from __future__ import annotations
 

@@ -65,6 +65,8 @@ only: a request never recorded raises ``REPLAY_MISS``, nothing is sent)."""
 
 ENV_REPLAY: Final = "KOINE_REPLAY"
 MODES: Final[tuple[str, ...]] = get_args(ReplayMode)
+REPLAY_MODES: Final[tuple[str, ...]] = MODES
+"""The replay modes, in order: ``off``, ``record``, ``replay``, ``strict`` (public name)."""
 _ALIASES: Final = {
     "on": "replay",
     "": "off",

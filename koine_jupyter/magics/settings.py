@@ -10,7 +10,7 @@ ledger as ``$KOINE_LEDGER`` (so SDK clients and ``extract`` calls made in later 
 magic), and the connection is told to make a new client. ``%koine connect --local`` exports
 ``$KOINE_BASE_URL`` / ``$KOINE_AUTH_KEY`` through :meth:`KoineSettings.use_local`.
 
-Replay modes and their aliases are the SDK's (:func:`koine_sdk._replay.replay_mode`): a setting
+Replay modes and their aliases are the SDK's (:func:`koine_sdk.replay_mode`): a setting
 stores the name a user writes (``replay`` reads ``on``; ``no``, ``0``... read ``off``).
 
 Handlers never see this object: they read a :class:`DisplaySettings` snapshot
@@ -29,9 +29,9 @@ from IPython.core.error import UsageError
 from traitlets import Bool, Float, Integer, TraitError, Unicode, observe, validate
 from traitlets.config import Configurable
 
+from koine_sdk import REPLAY_MODES as MODES
 from koine_sdk import KoineError
-from koine_sdk._replay import MODES
-from koine_sdk._replay import replay_mode as sdk_replay_mode
+from koine_sdk import replay_mode as sdk_replay_mode
 
 from ..views._frontend import DISPLAY_CHOICES
 from ..views._markdown import set_remote_images

@@ -17,22 +17,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from koine_sdk import KoineError
-from koine_sdk.ledger import Ledger, RequestShape
+from koine_sdk.ledger import Ledger, LedgerRecord, RequestShape
 
+from ._claiming import POLL as CLAIMS_POLL
+from ._claiming import ClaimsOfRun, Taken
 from ._clients import KoineClient, call_on_home
+from ._decide import describe, is_connection_trouble
 from ._estimate import Estimate
-from ._outcomes import (
-    LedgerFailure,
-    describe,
-    end_sample,
-    handle,
-    is_connection_trouble,
-    record_end,
-    run_error,
-)
+from ._outcomes import LedgerFailure, end_sample, handle, record_end, run_error
 from ._pending import Pending
 from ._replica import Replica
-from ._state import Rows, Unit
+from ._state import FROM_LEDGER, Rows, Unit
 from ._stats import RunStats
 
 if TYPE_CHECKING:
@@ -121,6 +116,8 @@ class Run:
         self.sample_usage: list[tuple[int, int]] = []
         self.sample_seconds: list[float] = []
         self.ledger_usage = list(ledger_usage)
+        # cache=False asks for every row again: nothing to share with other runs
+        self._claims = ClaimsOfRun(enabled=options.cache)
         if sample > 0 and units:
             step = len(units) / min(sample, len(units))
             picked = {int(i * step) for i in range(min(sample, len(units)))}
@@ -141,6 +138,8 @@ class Run:
         note: str | None = None
         if self.budget_hit:
             note = "budget reached"
+        elif self._claims.waiting:
+            note = f"{len(self._claims.waiting)} asked by another run: waiting for its answers"
         elif self.sampling:
             note = "estimating from a sample"
         elif any(r.cool_until > now and r.cooling_for_429 for r in live):
@@ -203,6 +202,7 @@ class Run:
         self._started = time.monotonic()
         message: str | None = None
         status = "done"
+        upkeep = asyncio.get_running_loop().create_task(self._keep_claims())
         try:
             try:
                 if self.queue:
@@ -236,6 +236,8 @@ class Run:
             finally:
                 self._ended = time.monotonic()
                 self.pending.cancel()
+                upkeep.cancel()
+                self._claims.release(self.ledger)
                 for client in self._own_clients:
                     try:
                         await client.aclose()
@@ -336,6 +338,9 @@ class Run:
         now = time.monotonic()
         while self.queue:
             unit = self.queue[0]
+            if not unit.claimed:
+                self._claim_ahead()
+                continue
             if not unit.counted and not self._budget_left():
                 self._fail_queue_budget()
                 continue
@@ -355,6 +360,50 @@ class Run:
             replica.sent += 1
             task = asyncio.get_running_loop().create_task(self._attempt(unit, replica))
             self._inflight[task] = (unit, replica)
+
+    def _claim_ahead(self) -> None:
+        """Claim the keys of the next units in one ledger transaction (twice what the gateways
+        take at once): those another run is asking leave the queue to wait for its answer."""
+        live = [r for r in self.replicas if not r.dead] or self.replicas
+        ahead = max(16, 2 * sum(max(1, r.limit) for r in live))
+        popped: list[Unit] = []
+        while self.queue and len(popped) < ahead:
+            popped.append(self.queue.popleft())
+        fresh = [u for u in popped if not u.claimed]
+        taken = self._claims.take(self.ledger, fresh)
+        gone = {id(u) for u in fresh} - {id(u) for u in taken.send}
+        self.queue.extendleft(reversed([u for u in popped if id(u) not in gone]))
+        self._answered_elsewhere(taken)
+
+    def _answered_elsewhere(self, taken: Taken) -> None:
+        """Rows whose answer another run recorded while this one waited (0 tokens here)."""
+        for unit, record in taken.answered:
+            if not self._fill_from(unit, record):
+                self.queue.append(unit)  # the record does not fit this run: ask
+
+    def _fill_from(self, unit: Unit, record: LedgerRecord) -> bool:
+        values = [self.verb.replay(record) for _ in unit.positions]
+        if any(v is None for v in values):
+            return False
+        for pos, value in zip(unit.positions, values, strict=True):
+            self.rows.finish(
+                pos, values=value, tokens=(0, 0), attempts=record.attempts, answer_from=FROM_LEDGER
+            )
+        self.ledger_usage.append((record.input_tokens, record.output_tokens))
+        return True
+
+    async def _keep_claims(self) -> None:
+        """Renew this run's claims while it lives, release what finished, and take the rows
+        another run was asking for when their answer lands (or when that run is gone)."""
+        while True:
+            await asyncio.sleep(CLAIMS_POLL)
+            if not self._claims.due(time.monotonic()):
+                continue
+            taken = self._claims.look(self.ledger)
+            self.queue.extend(taken.send)
+            self._answered_elsewhere(taken)
+            if (taken.send or taken.answered) and self.wake is not None:
+                self.wake.set()
 
     def _fail_queue_budget(self) -> None:
         # Retries of rows already counted keep their place; only new rows are refused.
@@ -387,6 +436,8 @@ class Run:
             self._inflight.pop(task, None)
             replica.active -= 1
             handle(self, unit, replica, level, result, error)
+            if self.rows.finished[unit.positions[0]]:
+                self._claims.finished(unit.key)
             self._dispatch()
             if self.view is not None:
                 self.view.poke()
@@ -411,7 +462,7 @@ class Run:
                 self.view.poke()
             if self.fatal is not None or self.stop_error is not None:
                 return
-            if not self.queue and not self._inflight and not self.pending.held:
+            if not (self.queue or self._inflight or self.pending.held or self._claims.waiting):
                 if self.sampling:
                     end_sample(self)
                     if self.stop_after_sample or self.stop_error is not None:

@@ -1,0 +1,181 @@
+"""Claims of one run: before a request is sent, its key is claimed in the ledger, so that another
+run (a thread, a process, a Dask partition) asking the same thing at the same time waits for this
+answer instead of paying for it again, and this run waits for theirs.
+
+A claim has an owner and an expiry, renewed while the run is alive; the claim of a run that died
+(``kill -9``, a lost Dask worker) expires and is taken over. A ledger that cannot hold claims
+(read-only, broken mid-run) never stops the run: every key is then simply asked.
+
+The SQL is the ledger's (:meth:`koine_sdk.ledger.Ledger.claim` and its siblings); this module
+decides what is claimed when, and which rows wait.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from koine_sdk import KoineError
+from koine_sdk.ledger import Ledger, LedgerRecord
+
+from ._state import Unit
+
+__all__ = ["CLAIM_TTL", "ClaimsOfRun", "Taken", "claim_ttl"]
+
+CLAIM_TTL = 30.0
+"""Seconds a claim lives unless renewed (a third of it between renewals): the longest another
+run waits for the answers of a run that died before it takes them over."""
+
+POLL = 0.2
+"""Seconds between two looks at the keys this run waits for."""
+
+SHARED = True
+"""Whether runs claim their keys (the benchmark turns it off to measure what claims cost)."""
+
+
+def claim_ttl() -> float:
+    """:data:`CLAIM_TTL`, or ``$KOINE_CLAIM_TTL`` (seconds, > 0) when set."""
+    raw = os.environ.get("KOINE_CLAIM_TTL", "").strip()
+    try:
+        value = float(raw) if raw else CLAIM_TTL
+    except ValueError:
+        return CLAIM_TTL
+    return value if value > 0 else CLAIM_TTL
+
+
+@dataclass(slots=True)
+class Taken:
+    """What one look at the ledger decided: units this run now owns and must send, and
+    units another run answered meanwhile (with their records)."""
+
+    send: list[Unit] = field(default_factory=lambda: list[Unit]())
+    answered: list[tuple[Unit, LedgerRecord]] = field(
+        default_factory=lambda: list[tuple[Unit, LedgerRecord]]()
+    )
+
+
+class ClaimsOfRun:
+    """The keys one run holds, those it waits for, and their upkeep."""
+
+    def __init__(self, *, ttl: float | None = None, enabled: bool = True) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.ttl = claim_ttl() if ttl is None else ttl
+        self.enabled = enabled and SHARED
+        self.waiting: dict[str, Unit] = {}  # held by another run: wait for its answer
+        self._mine: set[str] = set()  # claimed and not yet released
+        self._done: list[str] = []  # finished here: release at the next upkeep
+        self._renewed = time.monotonic()
+        self._looked = 0.0
+
+    def __repr__(self) -> str:
+        return f"ClaimsOfRun(mine={len(self._mine)}, waiting={len(self.waiting)})"
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def take(self, ledger: Ledger, units: Sequence[Unit]) -> Taken:
+        """Claim the keys of ``units`` (in one transaction). Granted keys whose answer was
+        recorded meanwhile are answered; keys held by another run wait (see :meth:`look`)."""
+        for unit in units:
+            unit.claimed = True
+        if not units:
+            return Taken()
+        if not self.enabled:
+            return Taken(send=list(units))
+        keys = [u.key for u in units]
+        try:
+            result = ledger.claim(keys, self.owner, self.ttl)
+            granted = [u for u in units if u.key in result.granted]
+            # an answer recorded between the run's first lookup and this claim
+            found = ledger.lookup(result.granted) if granted else {}
+        except KoineError:
+            self.enabled = False  # a ledger that cannot hold claims: ask for every key
+            return Taken(send=list(units))
+        taken = Taken()
+        self._mine.update(result.granted)
+        for unit in units:
+            record = found.get(unit.key)
+            if unit.key not in result.granted:
+                self.waiting[unit.key] = unit
+            elif record is not None and record.ok:
+                taken.answered.append((unit, record))
+                self._done.append(unit.key)
+            else:
+                taken.send.append(unit)
+        return taken
+
+    def finished(self, key: str) -> None:
+        """This run has finished asking for ``key`` (answered, or given up)."""
+        if key in self._mine:
+            self._done.append(key)
+
+    # -- upkeep -----------------------------------------------------------------------------
+
+    def due(self, now: float) -> bool:
+        """Whether :meth:`look` has something to do at ``now`` (monotonic)."""
+        if not self.enabled:
+            return False
+        return (bool(self.waiting) and now - self._looked >= POLL) or (
+            now - self._renewed >= self.ttl / 3
+        )
+
+    def look(self, ledger: Ledger) -> Taken:
+        """Release what finished, renew what is held, and look at the keys this run waits
+        for: answered ones are returned with their records; keys whose claim is gone (its
+        owner finished without an answer, or died) are claimed and returned to send."""
+        now = time.monotonic()
+        self._looked = now
+        try:
+            self._release_done(ledger)
+            if now - self._renewed >= self.ttl / 3 and self._mine:
+                ledger.renew(self._mine, self.owner, self.ttl)
+            self._renewed = now
+            if not self.waiting:
+                return Taken()
+            keys = list(self.waiting)
+            found = {k: r for k, r in ledger.lookup(keys).items() if r.ok}
+            live = ledger.held(k for k in keys if k not in found)
+        except KoineError:
+            self.enabled = False
+            units, self.waiting = list(self.waiting.values()), {}
+            return Taken(send=units)
+        taken = Taken()
+        for key, record in found.items():
+            taken.answered.append((self.waiting.pop(key), record))
+        free = [self.waiting.pop(k) for k in keys if k in self.waiting and k not in live]
+        if free:  # the owner finished without an answer, or died: this run asks
+            more = self.take(ledger, free)
+            taken.send.extend(more.send)
+            taken.answered.extend(more.answered)
+        return taken
+
+    def release(self, ledger: Ledger) -> None:
+        """Give every claim of this run back (its end, whatever the reason)."""
+        if not self.enabled:
+            return
+        self._done.extend(self._mine)
+        try:
+            self._release_done(ledger)
+        except KoineError:
+            pass
+
+    def _release_done(self, ledger: Ledger) -> None:
+        if not self._done:
+            return
+        done, self._done = set(self._done), []
+        self._mine -= done
+        ledger.release(done, self.owner)
+
+
+def units_to_claim(queue: Iterable[Unit], limit: int) -> list[Unit]:
+    """The first ``limit`` units of ``queue`` not claimed yet."""
+    out: list[Unit] = []
+    for unit in queue:
+        if len(out) >= limit:
+            break
+        if not unit.claimed:
+            out.append(unit)
+    return out

@@ -70,6 +70,9 @@ class ClaimsOfRun:
         self._done: list[str] = []  # finished here: release at the next upkeep
         self._renewed = time.monotonic()
         self._looked = 0.0
+        # the ledger the claims were made in: renewed and released there even when the run
+        # goes on with its in-memory stand-in after a ledger error
+        self._book: Ledger | None = None
 
     def __repr__(self) -> str:
         return f"ClaimsOfRun(mine={len(self._mine)}, waiting={len(self.waiting)})"
@@ -86,11 +89,14 @@ class ClaimsOfRun:
         if not self.enabled:
             return Taken(send=list(units))
         keys = [u.key for u in units]
+        if self._book is None:
+            self._book = ledger
+        ledger = self._book
         try:
             result = ledger.claim(keys, self.owner, self.ttl)
             granted = [u for u in units if u.key in result.granted]
             # an answer recorded between the run's first lookup and this claim
-            found = ledger.lookup(result.granted) if granted else {}
+            found = _answers(ledger, granted)
         except KoineError:
             self.enabled = False  # a ledger that cannot hold claims: ask for every key
             return Taken(send=list(units))
@@ -100,7 +106,7 @@ class ClaimsOfRun:
             record = found.get(unit.key)
             if unit.key not in result.granted:
                 self.waiting[unit.key] = unit
-            elif record is not None and record.ok:
+            elif record is not None:
                 taken.answered.append((unit, record))
                 self._done.append(unit.key)
             else:
@@ -128,6 +134,7 @@ class ClaimsOfRun:
         owner finished without an answer, or died) are claimed and returned to send."""
         now = time.monotonic()
         self._looked = now
+        ledger = self._book or ledger
         try:
             self._release_done(ledger)
             if now - self._renewed >= self.ttl / 3 and self._mine:
@@ -136,7 +143,7 @@ class ClaimsOfRun:
             if not self.waiting:
                 return Taken()
             keys = list(self.waiting)
-            found = {k: r for k, r in ledger.lookup(keys).items() if r.ok}
+            found = _answers(ledger, list(self.waiting.values()))
             live = ledger.held(k for k in keys if k not in found)
         except KoineError:
             self.enabled = False
@@ -158,7 +165,7 @@ class ClaimsOfRun:
             return
         self._done.extend(self._mine)
         try:
-            self._release_done(ledger)
+            self._release_done(self._book or ledger)
         except KoineError:
             pass
 
@@ -168,6 +175,22 @@ class ClaimsOfRun:
         done, self._done = set(self._done), []
         self._mine -= done
         ledger.release(done, self.owner)
+
+
+def _answers(ledger: Ledger, units: Sequence[Unit]) -> dict[str, LedgerRecord]:
+    """The successful records of ``units``, by each unit's key: an answer under any model of
+    the run counts (another replica may have answered it)."""
+    if not units:
+        return {}
+    found = ledger.lookup([k for u in units for k in (u.key, *u.others)])
+    out: dict[str, LedgerRecord] = {}
+    for unit in units:
+        for key in (unit.key, *unit.others):
+            record = found.get(key)
+            if record is not None and record.ok:
+                out[unit.key] = record
+                break
+    return out
 
 
 def units_to_claim(queue: Iterable[Unit], limit: int) -> list[Unit]:

@@ -226,7 +226,7 @@ def prepare(
             continue
         unit = units.get(key)
         if unit is None:
-            units[key] = Unit(prompts[pos], key, [pos])
+            units[key] = Unit(prompts[pos], key, [pos], others=tuple(others.get(pos, ())))
         else:
             unit.positions.append(pos)
     params = {

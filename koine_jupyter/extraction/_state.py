@@ -32,6 +32,7 @@ class Unit:
     isolated_failures: int = 0
     counted: bool = False
     claimed: bool = False  # its key was claimed in the ledger (see _claiming)
+    others: tuple[str, ...] = ()  # its keys under the run's other models (other replicas)
     sent_at: float = 0.0  # monotonic, of the latest attempt
     started: float | None = None  # wall clock, of the first attempt
     avoid: set[int] = field(default_factory=lambda: set[int]())

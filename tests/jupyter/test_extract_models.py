@@ -71,3 +71,38 @@ def test_a_mixed_run_records_each_answer_under_its_replicas_model(
         from_ledger = int((again["answer_from"] == "ledger").sum())
         assert from_ledger == sum(1 for m in asked.values() if m == "sonnet")
         assert len(_sent(b)) - paid == len(texts) - from_ledger
+
+
+def test_two_mixed_runs_at_once_pay_each_text_once(
+    koine_gateway_factory: Factory, tmp_path: Path
+) -> None:
+    """Runs at once over the same two replicas (two models): a waiting run finds the answer
+    under whichever model answered it (claims are per text, answers per model)."""
+    import threading
+
+    import pandas as pd
+
+    ledger = str(tmp_path / "mixed-twice.sqlite3")
+    a, b = koine_gateway_factory(), koine_gateway_factory()
+    texts = [f"twice {i} [[delay=0.1]]" for i in range(20)]
+    frames: list[pd.DataFrame] = []
+    with (
+        create_koine_sync(base_url=a.base_url, auth_key=a.auth_key, model="haiku") as haiku,
+        create_koine_sync(base_url=b.base_url, auth_key=b.auth_key, model="sonnet") as sonnet,
+    ):
+        barrier = threading.Barrier(2)
+
+        def run() -> None:
+            barrier.wait()
+            frames.append(
+                generate(texts, "Say {text}", client=[haiku, sonnet], ledger=ledger, progress=False)
+            )
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        paid = len(_sent(a)) + len(_sent(b)) - a.rejected - b.rejected
+    assert len(frames) == 2 and all(df["error"].isna().all() for df in frames)
+    assert paid == len(texts)

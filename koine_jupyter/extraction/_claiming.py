@@ -12,6 +12,7 @@ decides what is claimed when, and which rows wait.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -22,9 +23,10 @@ from dataclasses import dataclass, field
 from koine_sdk import KoineError
 from koine_sdk.ledger import Ledger, LedgerRecord
 
-from ._state import Unit
+from ._outcomes import RunFields
+from ._state import FROM_LEDGER, Unit
 
-__all__ = ["CLAIM_TTL", "ClaimsOfRun", "Taken", "claim_ttl"]
+__all__ = ["CLAIM_TTL", "ClaimsOfRun", "SharedRun", "Taken", "claim_ttl"]
 
 CLAIM_TTL = 30.0
 """Seconds a claim lives unless renewed (a third of it between renewals): the longest another
@@ -202,3 +204,54 @@ def units_to_claim(queue: Iterable[Unit], limit: int) -> list[Unit]:
         if not unit.claimed:
             out.append(unit)
     return out
+
+
+class SharedRun(RunFields):
+    """The claims of a run (a mixin of :class:`._run.Run`): keys claimed just ahead of sending,
+    rows another run answered meanwhile filled from the ledger, and the upkeep task."""
+
+    _claims: ClaimsOfRun
+
+    def _claim_ahead(self) -> None:
+        """Claim the keys of the next units in one ledger transaction (twice what the gateways
+        take at once): those another run is asking leave the queue to wait for its answer."""
+        live = [r for r in self._replicas if not r.dead] or self._replicas
+        ahead = max(16, 2 * sum(max(1, r.limit) for r in live))
+        popped: list[Unit] = []
+        while self._queue and len(popped) < ahead:
+            popped.append(self._queue.popleft())
+        fresh = [u for u in popped if not u.claimed]
+        taken = self._claims.take(self._ledger, fresh)
+        gone = {id(u) for u in fresh} - {id(u) for u in taken.send}
+        self._queue.extendleft(reversed([u for u in popped if id(u) not in gone]))
+        self._answered_elsewhere(taken)
+
+    def _answered_elsewhere(self, taken: Taken) -> None:
+        """Rows whose answer another run recorded while this one waited (0 tokens here)."""
+        for unit, record in taken.answered:
+            if not self._fill_from(unit, record):
+                self._queue.append(unit)  # the record does not fit this run: ask
+
+    def _fill_from(self, unit: Unit, record: LedgerRecord) -> bool:
+        values = [self._verb.replay(record) for _ in unit.positions]
+        if any(v is None for v in values):
+            return False
+        for pos, value in zip(unit.positions, values, strict=True):
+            self._rows.finish(
+                pos, values=value, tokens=(0, 0), attempts=record.attempts, answer_from=FROM_LEDGER
+            )
+        self._ledger_usage.append((record.input_tokens, record.output_tokens))
+        return True
+
+    async def _keep_claims(self) -> None:
+        """Renew this run's claims while it lives, release what finished, and take the rows
+        another run was asking for when their answer lands (or when that run is gone)."""
+        while True:
+            await asyncio.sleep(POLL)
+            if not self._claims.due(time.monotonic()):
+                continue
+            taken = self._claims.look(self._ledger)
+            self._queue.extend(taken.send)
+            self._answered_elsewhere(taken)
+            if (taken.send or taken.answered) and self._wake is not None:
+                self._wake.set()

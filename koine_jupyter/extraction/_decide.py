@@ -5,8 +5,8 @@ returns a :class:`Decision`: what becomes of the row (:class:`Done`, :class:`Req
 :class:`Fail`, :class:`Fatal`) and of the gateway that answered (``success``, ``answer``,
 ``cool`` for a 429, ``connection`` for a request that did not get through, ``out`` when it can
 never serve this run, ``none`` when nothing reached it). The run applies it in one place
-(``_outcomes.handle``). No I/O, no clock, no event loop: every branch is unit-tested with values
-alone.
+(``_outcomes.Outcomes._apply``). No I/O, no clock, no event loop: every branch is unit-tested
+with values alone.
 
 **Row faults stay row faults.** A request that does not get through (a proxy's 502, an empty
 500, a connection closed before the headers) says nothing yet about the gateway: the same row

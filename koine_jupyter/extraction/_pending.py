@@ -1,5 +1,6 @@
-"""What a run waits for besides its requests: rows sitting out a short back-off before their
-next attempt, and ``/health`` checks of gateways a request did not get through to.
+"""What a run waits for besides its requests: each gateway's limit from ``/health`` before the
+first request (:func:`learn_limits`), rows sitting out a short back-off before their next
+attempt, and ``/health`` checks of gateways a request did not get through to.
 
 A check that fails (any error: refused, closed, a proxy's 5xx, no answer in time) is a failure
 event of the gateway (:meth:`._replica.Replica.on_connection_failure`); a check that answers
@@ -11,20 +12,53 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from koine_sdk import KoineError
+
 from ._clients import call_on_home
-from ._decide import describe
+from ._decide import describe, is_connection_trouble
 
 if TYPE_CHECKING:
     from ._replica import Replica
     from ._state import Unit
 
-__all__ = ["CHECK_TIMEOUT", "Pending"]
+__all__ = ["CHECK_TIMEOUT", "Pending", "learn_limits"]
 
 CHECK_TIMEOUT = 5.0  # seconds a health check may take
+
+
+async def learn_limits(replicas: Sequence[Replica], concurrency: int | None) -> None:
+    """Each gateway's limit from ``/health``, capped by ``concurrency=``; a gateway that does
+    not answer starts in an outage (its rows go to the others, or wait for it)."""
+
+    async def learn(r: Replica) -> None:
+        if concurrency is not None:
+            r.set_limit(concurrency)
+        if getattr(r.client, "replay", "off") == "strict":
+            # a strict client answers from its ledger or refuses: it never talks to a
+            # gateway, so it is not asked for one's health either
+            r.answered = True
+            return
+        try:
+            health = await call_on_home(r.client, lambda c: c.health(timeout=CHECK_TIMEOUT))
+        except KoineError as exc:
+            if is_connection_trouble(exc):
+                r.on_connection_failure(time.monotonic(), 0.0, describe(exc))
+            return
+        except Exception:
+            return
+        r.answered = True
+        if health.concurrency is not None:
+            slots = health.concurrency.non_streaming
+            limit = slots.limit
+            if concurrency is not None:
+                limit = min(limit, concurrency)
+            r.set_limit(limit, slots.active)
+
+    await asyncio.gather(*(learn(r) for r in replicas))
 
 
 @dataclass(slots=True)

@@ -45,7 +45,7 @@ from koine_sdk.ledger import LedgerSpec, open_ledger, process_ledger
 
 from ._arrow import parquet_schema
 from ._clients import runner_for
-from ._estimate import Estimate
+from ._estimate import BudgetExceededError, Estimate
 from ._lazy import is_dask
 from ._options import Clients, OnInterrupt, Options, VerbOptions, invalid
 from ._prepare import Call, prepare
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "BudgetExceededError",
     "Clients",
     "Estimate",
     "OnInterrupt",

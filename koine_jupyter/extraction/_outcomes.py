@@ -14,7 +14,7 @@ from koine_sdk import KoineError
 from koine_sdk.ledger import LedgerWarning, process_ledger
 
 from ._decide import Done, Facts, Fail, Requeue, decide, describe, is_connection_trouble
-from ._estimate import project
+from ._estimate import BudgetExceededError, project
 from ._pending import Pending
 from ._replica import Replica
 from ._state import FROM_DUPLICATE, FROM_LEDGER, FROM_NOT_SENT, FROM_REQUEST, Unit
@@ -351,11 +351,10 @@ class Outcomes(RunFields):
                 f"projected {self._estimate.total_tokens:,} tokens for all rows, above "
                 f"max_tokens={budget:,}"
             )
-            error = KoineError(
+            error = BudgetExceededError(
                 f"{self._budget_hit}; nothing more was sent (the sampled rows are kept)",
-                "BUDGET_EXCEEDED",
+                self._estimate,
             )
-            error.estimate = self._estimate  # pyright: ignore[reportAttributeAccessIssue]
             self._stop_error = error
             for unit in self._later:
                 self._rows.finish_all(unit.positions, f"BUDGET_EXCEEDED: {self._budget_hit}")

@@ -79,7 +79,8 @@ JUPYTER_PINNED: dict[str, list[str]] = {
         "unload_ipython_extension",
     ],
     "koine_jupyter.extraction": [
-        "DEFAULT_PROMPT", "Clients", "Estimate", "OnInterrupt", "VerbOptions", "aclassify",
+        "BudgetExceededError", "DEFAULT_PROMPT", "Clients", "Estimate", "OnInterrupt",
+        "VerbOptions", "aclassify",
         "aextract", "agenerate", "classify", "clear_cache", "estimate", "extract", "generate",
         "history", "last_result", "parquet_schema", "retry_failed", "totals",
     ],

@@ -139,9 +139,10 @@ class ClaimsOfRun:
         ledger = self._book or ledger
         try:
             self._release_done(ledger)
-            if now - self._renewed >= self.ttl / 3 and self._mine:
-                ledger.renew(self._mine, self.owner, self.ttl)
-            self._renewed = now
+            if now - self._renewed >= self.ttl / 3:
+                if self._mine:
+                    ledger.renew(self._mine, self.owner, self.ttl)
+                self._renewed = now
             if not self.waiting:
                 return Taken()
             keys = list(self.waiting)

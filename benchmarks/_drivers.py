@@ -324,7 +324,8 @@ async def objects(impl: str, a: dict[str, Any]) -> dict[str, Any]:
 
 async def extract_rows(impl: str, a: dict[str, Any]) -> dict[str, Any]:
     """``impl``: ``ledger`` (a fresh ledger file), ``memory`` (``ledger=False``: this process's
-    in-memory ledger), ``auto``/``storm`` (the 429 storm: ``a["concurrency"]`` above a limit the
+    in-memory ledger), ``unclaimed`` (a fresh ledger file, runs not claiming their keys: what
+    claims cost), ``auto``/``storm`` (the 429 storm: ``a["concurrency"]`` above a limit the
     gateway does not report, against the run that reads the limit from /health)."""
     import tempfile
     import uuid
@@ -341,7 +342,11 @@ async def extract_rows(impl: str, a: dict[str, Any]) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]  # fresh texts: nothing is in any ledger yet
     texts = [f"Row {i} ({tag}): a person described in some text" for i in range(n)]
     folder = tempfile.mkdtemp(prefix="koine-bench-")
-    ledger: Any = f"{folder}/ledger.sqlite3" if impl == "ledger" else False
+    ledger: Any = f"{folder}/ledger.sqlite3" if impl in ("ledger", "unclaimed") else False
+    if impl == "unclaimed":
+        from koine_jupyter.extraction import _claiming
+
+        _claiming.SHARED = False
     options: dict[str, Any] = {"client": None, "progress": False, "ledger": ledger}
     if a.get("concurrency"):
         options["concurrency"] = a["concurrency"]

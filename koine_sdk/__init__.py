@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._config import KoineConfig
     from ._loop import LoopThread
     from ._objects import json_schema
-    from ._replay import ReplayMode
+    from ._replay import REPLAY_MODES, ReplayMode, replay_mode
     from ._request import (
         Endpoint,
         KoineRequest,
@@ -85,6 +85,7 @@ _WHERE: dict[str, str] = {
     "KoineUsage": ".types",
     "KoineValidationError": ".errors",
     "LoopThread": "._loop",
+    "REPLAY_MODES": "._replay",
     "ReplayMode": "._replay",
     "ResponseLimits": "._response_limits",
     "StreamObjectResult": ".client",
@@ -96,6 +97,7 @@ _WHERE: dict[str, str] = {
     "create_koine": ".client",
     "create_koine_sync": ".sync",
     "json_schema": "._objects",
+    "replay_mode": "._replay",
 }
 
 
@@ -113,6 +115,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "REPLAY_MODES",
     "ConcurrencySlots",
     "Endpoint",
     "ErrorCode",
@@ -144,4 +147,5 @@ __all__ = [
     "create_koine",
     "create_koine_sync",
     "json_schema",
+    "replay_mode",
 ]

@@ -16,13 +16,17 @@ the same key ``extract`` uses. A streaming call and its non-streaming twin (``/s
 ``/generate-text``, ``/stream-object`` and ``/generate-object``) ask the same question, so each
 may be answered from the other's recording (its own is preferred).
 
-The JSON calls build their result from the recording; a replayed stream is fed through the
-same state machines as a live one (fabricated ``session``, ``text`` or ``object``, ``result``
-and ``done`` events: the text as one chunk, the object as one partial), so every member of a
-stream result behaves as it does live. Only complete answers are recorded as answers (never a
-stream without ``done``, one with an ``error`` event, an object that fails its schema); a
-failure that was paid for is written with status ``failed`` (its tokens), and a failure is
-never replayed.
+A recording is given back as the gateway's raw answer (:meth:`Recording.body`: the JSON body
+of ``/generate-text`` or ``/generate-object``; :meth:`Recording.events`: the events of a stream,
+``session``, ``text`` or ``object``, ``result`` and ``done``: the text as one chunk, the object
+as one partial), which the endpoint parses exactly as a live answer. Only complete answers are
+recorded as answers (never a stream without ``done``, one with an ``error`` event, an object
+that fails its schema); a failure that was paid for is written with status ``failed`` (its
+tokens), and a failure is never replayed.
+
+This module holds the modes, the recordings and the policy of one call (:class:`Replayer`: its
+mode and ledger, looking up and writing); :mod:`._replay_layer` is the one place that uses it to
+decide "answer from the ledger, or send and record".
 """
 
 from __future__ import annotations
@@ -31,21 +35,27 @@ import json
 import os
 import time
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
 
-from ._request import Endpoint
+from ._request import Endpoint, KoineRequest
 from ._sse import ServerSentEvent
 from .errors import KoineError
-from .types import GenerateObjectResult, GenerateTextResult, KoineUsage
+from .types import KoineUsage
 
 if TYPE_CHECKING:  # the ledger (sqlite3) is imported when a client records or replays
-    from ._objects import PartialParser
     from .ledger import Ledger, LedgerRecord, LedgerSpec
 
-__all__ = ["ENV_REPLAY", "Recording", "ReplayMode", "Replayer", "replay_mode", "short_prompt"]
+__all__ = [
+    "ENV_REPLAY",
+    "Kept",
+    "Recording",
+    "ReplayMode",
+    "Replayer",
+    "replay_mode",
+    "short_prompt",
+]
 
 ReplayMode = Literal["off", "record", "replay", "strict"]
 """How a client uses the ledger (``replay=`` of :func:`create_koine`): ``off``; ``record``
@@ -55,6 +65,8 @@ only: a request never recorded raises ``REPLAY_MISS``, nothing is sent)."""
 
 ENV_REPLAY: Final = "KOINE_REPLAY"
 MODES: Final[tuple[str, ...]] = get_args(ReplayMode)
+REPLAY_MODES: Final[tuple[str, ...]] = MODES
+"""The replay modes, in order: ``off``, ``record``, ``replay``, ``strict`` (public name)."""
 _ALIASES: Final = {
     "on": "replay",
     "": "off",
@@ -112,6 +124,19 @@ def _event(name: str, data: Mapping[str, Any]) -> ServerSentEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Kept:
+    """What the ledger keeps of a complete answer: the text, or the object as the gateway
+    returned it (JSON) with the model's JSON text; the tokens paid (all attempts of a repaired
+    object) and the session id to resume."""
+
+    answer: str
+    raw_text: str | None
+    usage: KoineUsage | None
+    session_id: str | None
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Recording:
     """A recorded answer found for a request: what a replayed call hands back."""
 
@@ -142,52 +167,36 @@ class Recording:
             raw = json.dumps(self.value(), ensure_ascii=False)
         return raw
 
-    def text_result(self) -> GenerateTextResult | None:
-        """The ``generate_text`` result this recording gives (``None``: it has none)."""
-        if self.record.session_id is None:
-            return None
-        return GenerateTextResult(
-            text=self.text,
-            usage=self.usage,
-            session_id=self.record.session_id,
-            source="replay",
-            ledger_key=self.key,
-        )
-
-    def object_result(self, parser: PartialParser[Any]) -> GenerateObjectResult[Any] | None:
-        """The ``generate_object`` result this recording gives, validated by ``parser``
-        (``None``: it has none, or the object no longer fits the schema)."""
-        if self.record.session_id is None:
-            return None
+    def body(self, endpoint: Endpoint) -> bytes:
+        """The JSON body of the non-streaming answer this recording gives (``/generate-text``'s
+        or ``/generate-object``'s, as the gateway writes it), for the endpoint's own parser; a
+        recording without a session id gives a body without one (which that parser refuses)."""
+        u = self.usage
+        data: dict[str, Any] = {}
+        if endpoint.wants_object:
+            data["object"] = self.value()
+            data["rawText"] = self.raw_text()
+        else:
+            data["text"] = self.text
+        data["usage"] = {
+            "inputTokens": u.input_tokens,
+            "outputTokens": u.output_tokens,
+            "totalTokens": u.total_tokens,
+        }
+        if self.session_id is not None:
+            data["sessionId"] = self.session_id
         try:
-            obj = parser.validate_final(self.value(), self.raw_text())
-        except (KoineError, ValueError):
-            return None
-        return GenerateObjectResult(
-            object=obj,
-            raw_text=self.raw_text(),
-            usage=self.usage,
-            session_id=self.record.session_id,
-            attempts=self.record.attempts,
-            source="replay",
-            ledger_key=self.key,
-        )
+            return json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate: sent as its JSON escape
+            return json.dumps(data).encode()
 
-    def fits(self, parser: PartialParser[Any]) -> bool:
-        """Whether the recorded object is valid for ``parser``'s schema."""
-        try:
-            parser.validate_final(self.value(), self.raw_text())
-        except (KoineError, ValueError):
-            return False
-        return True
-
-    def events(self, path: str) -> list[ServerSentEvent]:
-        """The events of a stream to ``path`` that gives this answer."""
+    def events(self, endpoint: Endpoint) -> list[ServerSentEvent]:
+        """The events of a stream to ``endpoint`` that gives this answer."""
         sid = self.session_id
         out: list[ServerSentEvent] = []
         if sid is not None:
             out.append(_event("session", {"sessionId": sid}))
-        if path == Endpoint.STREAM_OBJECT.path:
+        if endpoint.wants_object:
             out.append(_event("object", {"object": self.value()}))
         elif self.text:
             out.append(_event("text", {"text": self.text}))
@@ -201,17 +210,6 @@ class Recording:
             out.append(_event("result", {"sessionId": sid, "usage": usage}))
         out.append(_event("done", {"code": 0}))
         return out
-
-    @asynccontextmanager
-    async def stream_events(
-        self, path: str
-    ) -> AsyncGenerator[AsyncIterator[list[ServerSentEvent]]]:
-        """Like :meth:`Transport.stream_events`, from the recording: one batch of events."""
-        yield _batches(self.events(path))
-
-
-async def _batches(events: list[ServerSentEvent]) -> AsyncIterator[list[ServerSentEvent]]:
-    yield events
 
 
 class Replayer:
@@ -271,15 +269,16 @@ class Replayer:
 
     # -- answering from the ledger ------------------------------------------------------------
 
-    def find(self, path: str, body: bytes) -> Recording | None:
+    def find(self, request: KoineRequest) -> Recording | None:
         """The recording that answers this request, or ``None`` (send it). ``strict``: a
         request without one raises ``REPLAY_MISS`` instead."""
         if not self.replays or self.ledger is None:
             return None
         from .ledger import LedgerWarning, RequestShape
 
-        fields: dict[str, Any] = json.loads(body)
-        keys = [RequestShape.of(p, fields).key(fields["prompt"]) for p in _paths(path)]
+        fields = request.fields()
+        paths = _paths(request.endpoint.path)
+        keys = [RequestShape.of(p, fields).key(request.prompt) for p in paths]
         try:
             found = self.ledger.lookup(keys)
         except KoineError as exc:
@@ -293,38 +292,32 @@ class Replayer:
             record = found.get(key)
             if record is not None and record.ok and record.answer is not None:
                 return Recording(key, record)
-        return self.missing(path, fields)
+        return self.missing(request)
 
-    def unusable(self, path: str, body: bytes, why: str) -> None:
-        """The recording found cannot answer (``why``): ``None`` (send the request), or
-        ``REPLAY_MISS`` in strict mode."""
-        self.missing(path, json.loads(body), why)
-
-    def missing(self, path: str, fields: Mapping[str, Any], why: str = "") -> None:
-        """No usable recording: ``None`` (send it), or ``REPLAY_MISS`` in strict mode."""
+    def missing(self, request: KoineRequest, why: str = "") -> None:
+        """No usable recording (``why``, when one was found but cannot answer): ``None`` (send
+        the request), or ``REPLAY_MISS`` in strict mode."""
         if self.mode != "strict":
             return None
-        prompt = str(fields.get("prompt", ""))
         reason = why or "no answer to this request was recorded"
         raise KoineError(
-            f"strict replay: {reason} (prompt {short_prompt(prompt)!r}, {path}); nothing was "
-            f"sent.{self._near(path, fields)}",
+            f"strict replay: {reason} (prompt {short_prompt(request.prompt)!r}, "
+            f"{request.endpoint.path}); nothing was sent.{self._near(request)}",
             "REPLAY_MISS",
         )
 
-    def _near(self, path: str, fields: Mapping[str, Any]) -> str:
+    def _near(self, request: KoineRequest) -> str:
         """What differs from a recording of the same prompt, if the ledger holds one."""
-        from .ledger import RequestShape
-
         assert self.ledger is not None
+        path = request.endpoint.path
         try:
-            near = self.ledger.nearest(str(fields["prompt"]), _paths(path))
+            near = self.ledger.nearest(request.prompt, _paths(path))
         except KoineError:
             return ""
         if near is None:
             return ""
         model, session, system_hash, schema_hash, tools = near
-        shape = RequestShape.of(path, fields)
+        shape = request.shape()
         differ = [
             name
             for name, theirs, ours in (
@@ -344,54 +337,43 @@ class Replayer:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _write(self, path: str, body: bytes, **outcome: Any) -> str | None:
+    def _write(self, request: KoineRequest, **outcome: Any) -> str | None:
         if not self.records or self.ledger is None:
             return None
-        from .ledger import LedgerWarning, RequestShape
+        from .ledger import LedgerWarning
 
-        fields: dict[str, Any] = json.loads(body)
-        shape = RequestShape.of(path, fields)
-        key = shape.key(fields["prompt"])
+        shape = request.shape()
+        key = shape.key(request.prompt)
         if not self.writes:
             return key  # the caller writes this answer down itself (e.g. extract, with its run)
         try:
-            self.ledger.record(shape, fields["prompt"], key=key, **outcome)
+            self.ledger.record(shape, request.prompt, key=key, **outcome)
         except KoineError as exc:  # the answer is the user's all the same
             warnings.warn(f"{exc.message}; this answer was not recorded", LedgerWarning, 4)
             return None
         return key
 
     def record_answer(
-        self,
-        path: str,
-        body: bytes,
-        *,
-        answer: str,
-        raw_text: str | None,
-        usage: KoineUsage | None,
-        session_id: str | None,
-        attempts: int = 1,
-        started: float | None,
+        self, request: KoineRequest, kept: Kept, *, started: float | None
     ) -> str | None:
         """Write a complete answer; returns its ledger key (``None`` when nothing was written)."""
+        usage = kept.usage
         return self._write(
-            path,
-            body,
+            request,
             status="ok",
-            answer=answer,
-            raw_text=raw_text,
+            answer=kept.answer,
+            raw_text=kept.raw_text,
             input_tokens=usage.input_tokens if usage is not None else 0,
             output_tokens=usage.output_tokens if usage is not None else 0,
-            session_id=session_id,
-            attempts=attempts,
+            session_id=kept.session_id,
+            attempts=kept.attempts,
             started=started,
             finished=time.time(),
         )
 
     def record_failure(
         self,
-        path: str,
-        body: bytes,
+        request: KoineRequest,
         error: KoineError,
         *,
         started: float | None,
@@ -403,8 +385,7 @@ class Replayer:
         if usage is None:
             return
         self._write(
-            path,
-            body,
+            request,
             status="failed",
             error_code=error.code,
             error_message=error.message,

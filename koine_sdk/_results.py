@@ -1,13 +1,11 @@
-"""The async client's stream results: one reader pulls events from the wire (``_transport``) and
-feeds the state machine (``_streams``); :class:`StreamTextResult` and
-:class:`StreamObjectResult` hand the items and the final answer over. Public as
-``koine_sdk.StreamTextResult`` / ``koine_sdk.StreamObjectResult``."""
+"""The async client's stream results: one reader pulls the events of the call's reply (from the
+wire or the ledger: ``_replay_layer`` decides) and feeds the state machine (``_streams``);
+:class:`StreamTextResult` and :class:`StreamObjectResult` hand the items and the final answer
+over. Public as ``koine_sdk.StreamTextResult`` / ``koine_sdk.StreamObjectResult``."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -15,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ._sse import ServerSentEvent
 from ._streams import ObjectStreamState, StreamState, StreamWarning, TextStreamState
-from ._transport import Transport
 from .errors import KoineError
 from .types import KoineUsage, Source
 
 if TYPE_CHECKING:
-    from ._replay import Recording, Replayer
+    from ._replay_layer import ReplayLayer, Reply
+    from ._request import KoineRequest
 
 __all__ = ["StreamObjectResult", "StreamTextResult"]
 
@@ -34,20 +32,14 @@ class _BaseStream(Generic[S]):
 
     def __init__(
         self,
-        transport: Transport,
-        path: str,
-        body: bytes,
+        layer: ReplayLayer,
+        request: KoineRequest,
         timeout: float | None,
         state: S,
-        replay: Replayer | None = None,
     ) -> None:
-        self._transport = transport
-        self._replay = replay
-        self._started: float | None = None
-        self._source: Source = "live"
-        self._ledger_key: str | None = None
-        self._path = path
-        self._body = body
+        self._layer = layer
+        self._request = request
+        self._reply: Reply | None = None
         self._timeout = timeout
         self._state = state
         self._pending: deque[Any] = deque()
@@ -62,58 +54,16 @@ class _BaseStream(Generic[S]):
         if self._entered:
             raise KoineError("a stream can be entered once", "INVALID_ARGUMENT")
         self._entered = True
-        recording = self._replay.find(self._path, self._body) if self._replay else None
-        if recording is not None and self._replay is not None:
-            why = self._unusable(recording)
-            if why:
-                self._replay.unusable(self._path, self._body, why)
-                recording = None
-        if recording is not None:
-            cm: Any = recording.stream_events(self._path)
-            self._source, self._ledger_key = "replay", recording.key
-        else:
-            self._started = time.time()
-            cm = self._transport.stream_events(self._path, self._body, timeout=self._timeout)
-        self._events = await cm.__aenter__()
-        self._cm = cm
+        cm = self._layer.stream(self._request, self._state, timeout=self._timeout)
+        reply = await cm.__aenter__()
+        self._cm, self._reply, self._events = cm, reply, reply.events
         return self
 
-    def _unusable(self, recording: Recording) -> str:
-        """Why ``recording`` cannot answer this stream ("" when it can)."""
-        return ""
-
-    def _answer(self) -> tuple[str, str | None] | None:
-        """After a proper end: the answer to record (answer, raw text), ``None`` for none;
-        raises the stream's error when it did not succeed."""
-        raise NotImplementedError
-
     def _settle(self) -> None:
-        """The stream ended (``_finished`` was just set): write a live stream's complete answer
-        to the ledger, or a failure that was paid for; never an incomplete answer."""
-        replay = self._replay
-        if replay is None or not replay.records or self._source == "replay":
-            return
-        failure = self._failure
-        if failure is None:
-            try:
-                answer = self._answer()
-            except KoineError as exc:
-                failure = exc
-            else:
-                if answer is not None:
-                    self._ledger_key = replay.record_answer(
-                        self._path,
-                        self._body,
-                        answer=answer[0],
-                        raw_text=answer[1],
-                        usage=self._state.usage,
-                        session_id=self._state.session_id,
-                        started=self._started,
-                    )
-                return
-        replay.record_failure(
-            self._path, self._body, failure, started=self._started, usage=self._state.usage
-        )
+        """The stream ended (``_finished`` was just set): tell the reply, whose layer records
+        a live stream's complete answer (or its paid failure)."""
+        if self._reply is not None:
+            self._reply.ended(self._failure)
 
     async def __aexit__(
         self,
@@ -240,13 +190,13 @@ class _BaseStream(Generic[S]):
     def source(self) -> Source:
         """``"replay"`` when the ledger answers this stream (``replay=`` of the client: nothing
         is sent; known once the stream is entered), else ``"live"``."""
-        return self._source
+        return self._reply.source if self._reply is not None else "live"
 
     @property
     def ledger_key(self) -> str | None:
         """The answer's key in the ledger: once it was replayed (on entry) or recorded (at its
         end); ``None`` otherwise."""
-        return self._ledger_key
+        return self._reply.ledger_key if self._reply is not None else None
 
     @property
     def provisional_session_id(self) -> str | None:
@@ -269,12 +219,6 @@ class StreamTextResult(_BaseStream[TextStreamState]):
 
     def _feed(self, event: ServerSentEvent) -> str | None:
         return self._state.feed(event)
-
-    def _answer(self) -> tuple[str, str | None] | None:
-        self._state.check_result()
-        if not self._state.keeps_text:
-            return None  # keep_text=False holds nothing to record (memory stays flat)
-        return self._state.text, None
 
     @property
     def text_stream(self) -> AsyncIterator[str]:
@@ -299,18 +243,6 @@ class StreamObjectResult(_BaseStream[ObjectStreamState[T]], Generic[T]):
 
     def _feed(self, event: ServerSentEvent) -> Any | None:
         return self._state.feed(event)
-
-    def _unusable(self, recording: Recording) -> str:
-        return (
-            ""
-            if recording.fits(self._state.parser)
-            else "the recorded answer no longer fits the schema"
-        )
-
-    def _answer(self) -> tuple[str, str | None] | None:
-        self._state.check_result()
-        self._state.final_object()  # validated: an object that fails its schema is no answer
-        return json.dumps(self._state.object_data, ensure_ascii=False), self._state.raw_text
 
     @property
     def partial_object_stream(self) -> AsyncIterator[Any]:

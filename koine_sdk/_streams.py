@@ -181,6 +181,20 @@ class StreamState:
                 "STREAM_INCOMPLETE",
             )
 
+    def blank(self) -> StreamState:
+        """A new state with the same settings, nothing received (to read a stream apart)."""
+        raise NotImplementedError
+
+    def feed(self, event: ServerSentEvent) -> Any | None:
+        """Take one event; return the item it gives the user (``None``: none)."""
+        raise NotImplementedError
+
+    def final_answer(self) -> tuple[str, str | None] | None:
+        """After the end of the body: the complete answer as the ledger keeps it (the text, or
+        the object as JSON, and the model's JSON text), ``None`` when nothing was kept
+        (``keep_text=False``); raises when the stream did not give a complete answer."""
+        raise NotImplementedError
+
     def usage_or_raise(self) -> KoineUsage:
         """After the end: the usage of ``result`` (also after an ``error`` event: the tokens
         were spent), else the stream's error, else ``NO_USAGE``."""
@@ -257,6 +271,14 @@ class TextStreamState(StreamState):
             return text
         self._common(event)
         return None
+
+    def blank(self) -> TextStreamState:
+        return TextStreamState(self._keep, self._max, self._max_depth)
+
+    def final_answer(self) -> tuple[str, str | None] | None:
+        self.end_of_body()
+        self.check_result()
+        return (self.text, None) if self._keep else None
 
     @property
     def keeps_text(self) -> bool:
@@ -347,6 +369,15 @@ class ObjectStreamState(StreamState, Generic[T]):
             return shown
         self._common(event)
         return None
+
+    def blank(self) -> ObjectStreamState[T]:
+        return ObjectStreamState(self._parser, self._max_depth)
+
+    def final_answer(self) -> tuple[str, str | None] | None:
+        self.end_of_body()
+        self.check_result()
+        self.final_object()  # validated: an object that fails its schema is no answer
+        return json.dumps(self.object_data, ensure_ascii=False), self.raw_text
 
     def final_object(self) -> T:
         """After ``done``: the object validated against the schema (or the stream's error;

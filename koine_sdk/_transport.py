@@ -3,6 +3,11 @@ and the translation of every HTTP-level failure into a :class:`KoineError`.
 
 This is the only module that talks to httpx. Tests and users swap the network through
 ``http_client=`` (any ``httpx.AsyncClient``, e.g. one with a custom transport).
+
+:meth:`Transport.answer` and :meth:`Transport.events` are the seam the generation endpoints use:
+a :class:`~koine_sdk._request.KoineRequest` in, the gateway's raw answer out (the JSON body, or
+the server-sent events). :class:`~koine_sdk._replay_layer.ReplayLayer` wraps that seam to answer
+from the ledger and record what the gateway returned.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import os
 import random
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Literal
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -23,6 +28,9 @@ from ._response_limits import check_depth, too_large
 from ._sse import ServerSentEvent, SSEDecoder
 from ._version import __version__
 from .errors import KoineError, error_from_response
+
+if TYPE_CHECKING:
+    from ._request import KoineRequest
 
 __all__ = ["MAX_RETRY_AFTER", "Transport"]
 
@@ -352,6 +360,21 @@ class Transport:
             f"the body of {method} {path}",
         )
         return response.status_code, content
+
+    # -- the seam of the generation endpoints -------------------------------------------------
+
+    async def answer(self, request: KoineRequest, *, timeout: float | None = None) -> bytes:
+        """POST ``request`` to its (non-streaming) endpoint; the JSON body of the answer."""
+        _, content = await self.request_json(
+            "POST", request.endpoint.path, request.body(), timeout=timeout
+        )
+        return content
+
+    def events(
+        self, request: KoineRequest, *, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[list[ServerSentEvent]]]:
+        """POST ``request`` to its streaming endpoint: :meth:`stream_events` of its body."""
+        return self.stream_events(request.endpoint.path, request.body(), timeout=timeout)
 
     @asynccontextmanager
     async def stream_events(

@@ -1,12 +1,15 @@
-"""The async client: glues :mod:`._transport` (the wire) to :mod:`._sse` and :mod:`._streams`
-(the protocol)."""
+"""The async client. Each generation method builds a :class:`KoineRequest`, hands it to the
+call's :class:`~koine_sdk._replay_layer.ReplayLayer` (which answers from the ledger, or sends it
+through :mod:`._transport` and records the answer) and parses the raw answer it gets back, the
+same way whether it came from the gateway or the ledger (the result's ``source`` says which);
+the streams parse with :mod:`._streams` (see :mod:`._results`)."""
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
@@ -17,6 +20,7 @@ from ._config import KoineConfig, shown_url
 from ._objects import parser_for
 from ._repair import repair_prompt
 from ._replay import Replayer, ReplayMode, replay_mode
+from ._replay_layer import Answer, Kept, Parsed, ReplayLayer, Resend
 from ._request import Endpoint, KoineRequest
 from ._results import StreamObjectResult, StreamTextResult
 from ._streams import ObjectStreamState, TextStreamState
@@ -86,6 +90,76 @@ def _sum(total: KoineUsage | None, usage: KoineUsage) -> KoineUsage:
     return usage if total is None else total + usage
 
 
+async def _parse_text(answer: Answer, resend: Resend | None) -> Parsed[GenerateTextResult]:
+    """``/generate-text``'s JSON body → the result (live or replayed alike)."""
+    try:
+        result = GenerateTextResult.model_validate_json(answer.body)
+    except ValidationError:
+        raise _invalid_response("a generate-text result", answer.body) from None
+    if answer.source != "live":
+        result = result.model_copy(
+            update={"source": answer.source, "ledger_key": answer.ledger_key}
+        )
+    return Parsed(result, Kept(result.text, None, result.usage, result.session_id))
+
+
+async def _parse_object(
+    answer: Answer,
+    resend: Resend | None,
+    request: KoineRequest,
+    parser: Any,
+    repairs: int,
+) -> Parsed[GenerateObjectResult[Any]]:
+    """``/generate-object``'s JSON body → the validated result. An object that fails the
+    schema is repaired (up to ``repairs`` more answers, sent through ``resend``: a live answer
+    only): the same session is resumed with the validation errors. ``usage`` sums every
+    answer; the ledger keeps the last one's object as the gateway returned it."""
+    body = answer.body
+    attempts = 0
+    total: KoineUsage | None = None
+    while True:
+        attempts += 1
+        try:
+            wire = _GenerateObjectWire.model_validate_json(body)
+        except ValidationError:
+            error = _invalid_response("a generate-object result", body)
+            usage = _sum(total, error.usage) if error.usage is not None else total
+            raise error.replace(usage=usage, attempts=attempts) from error.__cause__
+        total = _sum(total, wire.usage)
+        try:
+            obj = parser.validate_final(wire.object, wire.raw_text)
+        except KoineError as invalid:
+            exc = invalid.replace(usage=total, attempts=attempts)
+            if resend is None or attempts > repairs:
+                raise exc from invalid.__cause__
+            follow = replace(request, prompt=repair_prompt(exc), session_id=wire.session_id)
+            follow.check_size()
+            try:
+                body = await resend(follow)
+            except KoineError as failed:  # the earlier answers were paid all the same
+                raise failed.replace(
+                    usage=failed.usage or total, attempts=attempts
+                ) from failed.__cause__
+            continue
+        result: GenerateObjectResult[Any] = GenerateObjectResult(
+            object=obj,
+            raw_text=wire.raw_text,
+            usage=total,
+            session_id=wire.session_id,
+            attempts=attempts if answer.source == "live" else answer.attempts,
+            source=answer.source,
+            ledger_key=answer.ledger_key,
+        )
+        kept = Kept(
+            json.dumps(wire.object, ensure_ascii=False),
+            wire.raw_text,
+            total,
+            wire.session_id,
+            attempts,
+        )
+        return Parsed(result, kept)
+
+
 class KoineClient:
     """Async client of a Koine gateway. Make it with :func:`create_koine`.
 
@@ -112,6 +186,7 @@ class KoineClient:
         self.config = config.validated(gateway_required=mode != "strict")
         self._replay = Replayer(mode, ledger)
         self._transport = Transport(self.config, max_retries=max_retries, http_client=http_client)
+        self._default_layer = ReplayLayer(self._transport, self._replay)
 
     def __repr__(self) -> str:
         # Never raises, even for a client whose __init__ failed half-way (verbose tracebacks
@@ -153,33 +228,35 @@ class KoineClient:
     def max_retries(self) -> int:
         return self._transport.max_retries
 
-    def _replayer(self, replay: ReplayMode | str | None, record: bool = True) -> Replayer:
-        """The record/replay policy of one call: the client's, or ``replay=`` for this call
-        alone (``"off"``: ask the gateway and record nothing, whatever the client's mode);
-        ``record=False``: replay as the mode says, but write nothing (the caller records the
-        answer itself, as ``extract`` does with its run)."""
+    def _layer(self, replay: ReplayMode | str | None, record: bool = True) -> ReplayLayer:
+        """The record/replay layer of one call, over the transport: the client's mode, or
+        ``replay=`` for this call alone (``"off"``: ask the gateway and record nothing,
+        whatever the client's mode); ``record=False``: replay as the mode says, but write
+        nothing (the caller records the answer itself, as ``extract`` does with its run)."""
         if not isinstance(record, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise KoineError(
                 f"record must be True or False (got {type(record).__name__})", "INVALID_ARGUMENT"
             )
+        if replay is None and record:
+            return self._default_layer
         policy = self._replay if replay is None else self._replay.with_mode(replay_mode(replay))
-        return policy if record else policy.without_writing()
+        return ReplayLayer(self._transport, policy if record else policy.without_writing())
 
-    def _body(
+    def _request(
         self,
-        path: str,
+        endpoint: Endpoint,
         prompt: str,
         system: str | None,
         session_id: str | None,
         allowed_tools: Sequence[str] | None,
         model: str | None,
         schema: dict[str, Any] | None = None,
-    ) -> bytes:
-        """The request body, after checking the arguments (``INVALID_ARGUMENT``) and that the
+    ) -> KoineRequest:
+        """The request, after checking the arguments (``INVALID_ARGUMENT``) and that the
         gateway can pass each of them to the CLI (``PROMPT_TOO_LARGE``): nothing is sent
-        otherwise (:class:`KoineRequest` builds and checks it)."""
+        otherwise."""
         return KoineRequest.build(
-            path,
+            endpoint,
             prompt=prompt,
             system=system,
             session_id=session_id,
@@ -187,7 +264,7 @@ class KoineClient:
             model=model,
             default_model=self.config.model,
             schema=schema,
-        ).body()
+        )
 
     # -- text -------------------------------------------------------------------------------
 
@@ -210,35 +287,11 @@ class KoineClient:
         gateway's slot, but the real gateway lets that CLI run to its end (only streams are
         stopped on disconnect): the tokens are spent anyway."""
         timeout = _check_timeout(timeout)
-        replayer = self._replayer(replay, record)
-        path = Endpoint.GENERATE_TEXT.path
-        body = self._body(path, prompt, system, session_id, allowed_tools, model)
-        recording = replayer.find(path, body)
-        if recording is not None:
-            replayed = recording.text_result()
-            if replayed is not None:
-                return replayed
-            replayer.unusable(path, body, "the recording has no session id and usage")
-        started = time.time()
-        try:
-            _, content = await self._transport.request_json("POST", path, body, timeout=timeout)
-            try:
-                result = GenerateTextResult.model_validate_json(content)
-            except ValidationError:
-                raise _invalid_response("a generate-text result", content) from None
-        except KoineError as exc:
-            replayer.record_failure(path, body, exc, started=started)
-            raise
-        key = replayer.record_answer(
-            path,
-            body,
-            answer=result.text,
-            raw_text=None,
-            usage=result.usage,
-            session_id=result.session_id,
-            started=started,
+        layer = self._layer(replay, record)
+        request = self._request(
+            Endpoint.GENERATE_TEXT, prompt, system, session_id, allowed_tools, model
         )
-        return result if key is None else result.model_copy(update={"ledger_key": key})
+        return await layer.answer(request, _parse_text, timeout=timeout)
 
     def stream_text(
         self,
@@ -262,17 +315,10 @@ class KoineClient:
         consumer that handles each chunk itself; ``r.text()`` and ``r.received_text`` then raise
         ``INVALID_ARGUMENT``."""
         timeout = _check_timeout(timeout)
-        body = self._body(Endpoint.STREAM.path, prompt, system, session_id, allowed_tools, model)
+        request = self._request(Endpoint.STREAM, prompt, system, session_id, allowed_tools, model)
         limits = self.config.limits
         state = TextStreamState(keep_text, limits.max_answer_chars, limits.max_depth)
-        return StreamTextResult(
-            self._transport,
-            Endpoint.STREAM.path,
-            body,
-            timeout,
-            state,
-            self._replayer(replay, record),
-        )
+        return StreamTextResult(self._layer(replay, record), request, timeout, state)
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -305,93 +351,22 @@ class KoineClient:
         its end (see :meth:`generate_text`)."""
         repairs = _check_repairs(repairs)
         timeout = _check_timeout(timeout)
-        replayer = self._replayer(replay, record)
+        layer = self._layer(replay, record)
         parser: Any = parser_for(schema)
-        json_schema = parser.json_schema()
-        path = Endpoint.GENERATE_OBJECT.path
-        body = self._body(path, prompt, system, session_id, allowed_tools, model, json_schema)
-        recording = replayer.find(path, body)
-        if recording is not None:
-            replayed = recording.object_result(parser)
-            if replayed is not None:
-                return replayed
-            replayer.unusable(path, body, "the recorded answer no longer fits the schema")
-        started = time.time()
-        try:
-            result, answer = await self._object_attempts(
-                body, parser, system, allowed_tools, model, timeout, repairs
-            )
-        except KoineError as exc:
-            replayer.record_failure(path, body, exc, started=started)
-            raise
-        key = replayer.record_answer(
-            path,
-            body,
-            answer=answer,
-            raw_text=result.raw_text,
-            usage=result.usage,
-            session_id=result.session_id,
-            attempts=result.attempts,
-            started=started,
+        request = self._request(
+            Endpoint.GENERATE_OBJECT,
+            prompt,
+            system,
+            session_id,
+            allowed_tools,
+            model,
+            parser.json_schema(),
         )
-        return result if key is None else result.model_copy(update={"ledger_key": key})
 
-    async def _object_attempts(
-        self,
-        body: bytes,
-        parser: Any,
-        system: str | None,
-        allowed_tools: Sequence[str] | None,
-        model: str | None,
-        timeout: float | None,
-        repairs: int,
-    ) -> tuple[GenerateObjectResult[Any], str]:
-        """The repair loop: the result and the last answer's object as JSON."""
-        attempts = 0
-        total: KoineUsage | None = None
-        while True:
-            try:
-                _, content = await self._transport.request_json(
-                    "POST", Endpoint.GENERATE_OBJECT.path, body, timeout=timeout
-                )
-            except KoineError as exc:
-                if attempts:  # a repair failed: the earlier answers were paid all the same
-                    raise exc.replace(
-                        usage=exc.usage or total, attempts=attempts
-                    ) from exc.__cause__
-                raise
-            attempts += 1
-            try:
-                wire = _GenerateObjectWire.model_validate_json(content)
-            except ValidationError:
-                error = _invalid_response("a generate-object result", content)
-                usage = _sum(total, error.usage) if error.usage is not None else total
-                raise error.replace(usage=usage, attempts=attempts) from error.__cause__
-            total = _sum(total, wire.usage)
-            try:
-                obj = parser.validate_final(wire.object, wire.raw_text)
-            except KoineError as invalid:
-                exc = invalid.replace(usage=total, attempts=attempts)
-                if attempts > repairs:
-                    raise exc from invalid.__cause__
-                body = self._body(
-                    Endpoint.GENERATE_OBJECT.path,
-                    repair_prompt(exc),
-                    system,
-                    wire.session_id,
-                    allowed_tools,
-                    model,
-                    parser.json_schema(),
-                )
-                continue
-            result: GenerateObjectResult[Any] = GenerateObjectResult(
-                object=obj,
-                raw_text=wire.raw_text,
-                usage=total,
-                session_id=wire.session_id,
-                attempts=attempts,
-            )
-            return result, json.dumps(wire.object, ensure_ascii=False)
+        async def parse(answer: Answer, resend: Resend | None) -> Parsed[GenerateObjectResult[Any]]:
+            return await _parse_object(answer, resend, request, parser, repairs)
+
+        return await layer.answer(request, parse, timeout=timeout)
 
     def stream_object(
         self,
@@ -413,8 +388,8 @@ class KoineClient:
         No repair loop here (see :meth:`generate_object`)."""
         timeout = _check_timeout(timeout)
         parser: Any = parser_for(schema)
-        body = self._body(
-            Endpoint.STREAM_OBJECT.path,
+        request = self._request(
+            Endpoint.STREAM_OBJECT,
             prompt,
             system,
             session_id,
@@ -422,14 +397,8 @@ class KoineClient:
             model,
             parser.json_schema(),
         )
-        return StreamObjectResult(
-            self._transport,
-            Endpoint.STREAM_OBJECT.path,
-            body,
-            timeout,
-            ObjectStreamState(parser, self.config.limits.max_depth),
-            self._replayer(replay, record),
-        )
+        state = ObjectStreamState(parser, self.config.limits.max_depth)
+        return StreamObjectResult(self._layer(replay, record), request, timeout, state)
 
     # -- health -----------------------------------------------------------------------------
 

@@ -106,3 +106,23 @@ def test_there_are_no_import_cycles() -> None:
     assert not new, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in new)
     gone = KNOWN - found
     assert not gone, "fixed cycles still listed as known: " + str([sorted(c) for c in gone])
+
+
+def test_the_jupyter_half_uses_only_the_public_sdk() -> None:
+    """koine_jupyter imports koine_sdk's public modules only (no ``koine_sdk._x``): the SDK may
+    change its private modules without breaking the notebook half."""
+    private: list[str] = []
+    for path in (ROOT / "koine_jupyter").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            for name in names:
+                if name.startswith("koine_sdk") and any(p.startswith("_") for p in name.split(".")):
+                    private.append(f"{path.relative_to(ROOT)}: {name}")
+    assert private == []

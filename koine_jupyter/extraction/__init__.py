@@ -19,10 +19,14 @@ columns and dtypes, one extraction run per partition on the workers, the gateway
 by every worker through a ``distributed.Semaphore`` per gateway (``docs/dask.md``); ``totals``
 sums its runs from the ledgers and ``parquet_schema`` types its ``.to_parquet``.
 
-Layout: ``_columns`` (schema → columns and dtypes), ``_prepare`` (arguments → a run),
-``_run`` (the scheduler), ``_outcomes`` (a finished request: rows, ledger, window),
-``_replica`` (one gateway's window and health), ``_state`` (the
-rows), ``_estimate``, ``_clients`` (the only module that touches SDK internals); for Dask:
+Layout: ``_options`` (the options, declared once), ``_verbs`` (extract, classify, generate),
+``_columns`` (schema → columns and dtypes), ``_prepare`` (arguments → a run), ``_run`` (the
+scheduler: a :class:`~._run.Run` whose state is private, declared in ``_outcomes.RunFields``),
+``_decide`` (what a finished request means: a pure function returning an outcome),
+``_outcomes`` (the run applying an outcome in one place: rows, ledger, gateway window),
+``_claiming`` (keys claimed in the ledger so runs at once never pay twice), ``_pending``
+(back-offs and ``/health`` checks), ``_replica`` (one gateway's window and health), ``_state``
+(the rows), ``_estimate``, ``_stats``, ``_clients`` (calls on the clients' loops); for Dask:
 ``_dask`` (the lazy frame and the partition job), ``_leases`` (the shared gateway slots),
 ``_totals``, ``_arrow`` (the Parquet schema), ``_lazy`` (recognising Dask input).
 """
@@ -41,10 +45,9 @@ from koine_sdk.ledger import LedgerSpec, open_ledger, process_ledger
 
 from ._arrow import parquet_schema
 from ._clients import runner_for
-from ._estimate import Estimate
+from ._estimate import BudgetExceededError, Estimate
 from ._lazy import is_dask
 from ._options import Clients, OnInterrupt, Options, VerbOptions, invalid
-from ._outcomes import end_sample
 from ._prepare import Call, prepare
 from ._run import CANCEL_GRACE, Run
 from ._totals import totals
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "BudgetExceededError",
     "Clients",
     "Estimate",
     "OnInterrupt",
@@ -105,12 +109,11 @@ def _remember(run: Run, call: Call) -> None:
             _CALLS.popitem(last=False)
 
 
-def _attach_view(run: Run, mode: ProgressMode) -> None:
+def _attach_view(run: Run, mode: ProgressMode, verb: str) -> None:
     from koine_jupyter.views.progress import make_progress
 
     if mode != "none":
-        run.view = make_progress(mode, run.snapshot, verb=run.verb.name, preview=run.rows.preview)
-        run.announce = _announce
+        run.show(make_progress(mode, run.snapshot, verb=verb, preview=run.preview), _announce)
 
 
 def _announce(message: str) -> None:
@@ -118,16 +121,16 @@ def _announce(message: str) -> None:
 
 
 def _run_sync(run: Run, mode: ProgressMode, on_interrupt: str, call: Call) -> Any:
-    runner = runner_for([r.client for r in run.replicas])
+    runner = runner_for(run.clients())
     if _running_loop() is runner.loop():
         raise invalid(
             f"{call.verb.name}() was called on its own loop thread; use a{call.verb.name}() there"
         )
-    _attach_view(run, mode)
+    _attach_view(run, mode, call.verb.name)
     try:
         return runner.run(run.execute())
     except KeyboardInterrupt:
-        run.finished_event.wait(CANCEL_GRACE + 1.0)
+        run.finished.wait(CANCEL_GRACE + 1.0)
         if on_interrupt == "raise" or run.final is None:
             raise
         return run.final
@@ -162,7 +165,7 @@ async def _astart(texts: Any, verb: Verb, prompt: str, options: VerbOptions) -> 
     verb.check(o)
     call = Call(texts, verb, prompt, o)
     run = prepare(call, ledger=o.ledger, sample=o.sample)
-    _attach_view(run, o.mode)
+    _attach_view(run, o.mode, verb.name)
     try:
         return await run.execute()
     finally:
@@ -397,10 +400,7 @@ def estimate(
     call = Call(texts, _extract_verb(schema, prompt), prompt, o)
     run = prepare(call, ledger=o.ledger, sample=o.sample, stop_after_sample=True)
     _run_sync(run, o.mode, "raise", call)
-    if run.estimate is None:  # nothing to sample: every row answered or invalid
-        end_sample(run)
-    assert run.estimate is not None
-    return run.estimate
+    return run.finish_estimate()
 
 
 def retry_failed(

@@ -179,7 +179,7 @@ class PartitionJob:
         call = Call(part, self.verb, self.prompt, self.options)
         run = prepare(call, ledger=self.ledger, tags=tags)
         leases = leases_here()
-        run.gate = leases
+        run.use_gate(leases)
         try:
             df: Any = PRIVATE_LOOP.run(run.execute())
         except KoineError as exc:

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Estimate", "project"]
+from koine_sdk import KoineError
+
+__all__ = ["BudgetExceededError", "Estimate", "project"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +78,20 @@ def project(
         total_tokens=total,
         seconds=secs,
     )
+
+
+class BudgetExceededError(KoineError):
+    """``max_tokens`` would be passed: the projection made after the sample says so. A
+    ``KoineError`` with the code ``BUDGET_EXCEEDED``; the projection is :attr:`estimate`."""
+
+    estimate: Estimate
+
+    def __new__(cls, message: str, estimate: Estimate) -> BudgetExceededError:
+        return Exception.__new__(cls)
+
+    def __init__(self, message: str, estimate: Estimate) -> None:
+        super().__init__(message, "BUDGET_EXCEEDED")
+        self.estimate = estimate
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled across Dask workers
+        return (BudgetExceededError, (self.message, self.estimate))

@@ -17,7 +17,13 @@ from koine_sdk import (
     SyncKoineClient,
     create_koine,
 )
-from koine_sdk.ledger import LedgerSpec, LedgerWarning, open_ledger, process_ledger
+from koine_sdk.ledger import (
+    LedgerSpec,
+    LedgerWarning,
+    RequestShape,
+    open_ledger,
+    process_ledger,
+)
 
 from ._clients import ClientLike, make_client
 from ._lazy import is_dask
@@ -134,22 +140,34 @@ def prepare(
     texts, index = texts_of(call.texts)
     book = open_ledger(ledger)
     clients, own = clients_of(o.client)
-    # One request made once: its checks, the default-model rule and the ledger key are the
-    # SDK's (KoineRequest), the same that builds the bodies the clients send.
-    request = KoineRequest.build(
-        verb.endpoint,
-        prompt="",
-        system=o.system,
-        allowed_tools=o.allowed_tools,
-        model=o.model,
-        default_model=clients[0].config.model,
-        schema=verb.wire_schema(),
-        check_size=False,
-    )
-    model, tools = request.model, request.allowed_tools
-    shape = request.shape()
+    # One request per model the gateways ask for: its checks, the default-model rule and the
+    # ledger key are the SDK's (KoineRequest), the same that builds the bodies the clients
+    # send. Each replica's answers are keyed (and looked up) under its own model.
+    by_model: dict[str | None, RequestShape] = {}
+    replica_shapes: list[RequestShape] = []
+    model: str | None = None
+    tools: tuple[str, ...] | None = None
+    for c in clients:
+        request = KoineRequest.build(
+            verb.endpoint,
+            prompt="",
+            system=o.system,
+            allowed_tools=o.allowed_tools,
+            model=o.model,
+            default_model=c.config.model,
+            schema=verb.wire_schema(),
+            check_size=False,
+        )
+        if request.model not in by_model:
+            by_model[request.model] = request.shape()
+        if not replica_shapes:
+            model, tools = request.model, request.allowed_tools
+        replica_shapes.append(by_model[request.model])
+    shape = replica_shapes[0]
+    shapes = list(by_model.values())  # the first replica's first
     rows = Rows(len(texts), index, columns)
-    wanted: dict[int, str] = {}
+    wanted: dict[int, str] = {}  # the key under the first replica's model
+    others: dict[int, list[str]] = {}  # the keys under the other models of the run
     prompts: dict[int, str] = {}
     for pos, text in enumerate(texts):
         if text is None:
@@ -165,10 +183,13 @@ def prepare(
         else:
             prompts[pos] = rendered = render(prompt, text)
             wanted[pos] = shape.key(rendered)
+            if len(shapes) > 1:
+                others[pos] = [other.key(rendered) for other in shapes[1:]]
     hits = {}
     if o.cache:
+        every = [*wanted.values(), *(k for keys in others.values() for k in keys)]
         try:
-            hits = book.lookup(wanted.values())
+            hits = book.lookup(every)
         except KoineError as exc:
             warnings.warn(
                 f"{exc.message}; only answers kept in this process are used",
@@ -176,11 +197,15 @@ def prepare(
                 stacklevel=3,
             )
             book = process_ledger()  # where a run whose ledger broke kept its answers
-            hits = book.lookup(wanted.values())
+            hits = book.lookup(every)
     units: dict[str, Unit] = {}
     ledger_usage: list[tuple[int, int]] = []
     for pos, key in wanted.items():
-        hit = hits.get(key)
+        # an answer of any model this run asks (the first replica's first)
+        hit = next(
+            (hits[k] for k in (key, *others.get(pos, ())) if k in hits and hits[k].ok),
+            hits.get(key),
+        )
         values = verb.replay(hit) if hit is not None and hit.ok else None
         if hit is not None and values is not None:
             rows.finish(
@@ -201,7 +226,7 @@ def prepare(
             continue
         unit = units.get(key)
         if unit is None:
-            units[key] = Unit(prompts[pos], key, [pos])
+            units[key] = Unit(prompts[pos], key, [pos], others=tuple(others.get(pos, ())))
         else:
             unit.positions.append(pos)
     params = {
@@ -209,7 +234,7 @@ def prepare(
         "verb": verb.name,
         "schema": verb.label,
         "schema_hash": shape.schema_hash,
-        "model": model,
+        "model": model if len(shapes) == 1 else " | ".join(str(m) for m in by_model),
         "system_hash": shape.system_hash,
         "allowed_tools": list(tools) if tools is not None else None,
         "endpoint": verb.endpoint.path,
@@ -232,7 +257,9 @@ def prepare(
         verb=verb,
         options=o,
         shape=shape,
-        replicas=[Replica(c, i, o.max_outage) for i, c in enumerate(clients)],
+        replicas=[
+            Replica(c, i, o.max_outage, shape=replica_shapes[i]) for i, c in enumerate(clients)
+        ],
         own_clients=own,
         concurrency=o.concurrency,
         limits=Limits(o.max_retries, o.max_retry_after, o.max_rows, o.max_tokens),

@@ -10,22 +10,30 @@ pause the gateway: the row waits for one of ours to finish (the window now equal
 flight), which frees a slot that is certainly ours. Only a 429 with nothing of ours in flight
 (others hold every slot) waits its ``Retry-After``.
 
-**Outages.** A connection failure starts a *failure event*: the gateway cools down (0.25 s,
-doubling per event up to :data:`BACKOFF_MAX`), then takes one probe request at a time until
-one succeeds. Failures of requests sent before the event started (all those in flight when a
-gateway restarts) belong to that event: one outage counts once. A gateway that answered in
-this run is taken out only when an outage lasts ``max_outage`` seconds; one that never
-answered, after :data:`QUICK_EVENTS` events (a wrong URL fails fast).
+**Outages.** A request that does not get through is first the row's trouble: the run asks the
+gateway's ``/health`` (one check at a time), and only a check that fails too starts a *failure
+event* (:meth:`Replica.on_connection_failure`): the gateway cools down (0.25 s, doubling per
+event up to :data:`BACKOFF_MAX`), then takes one probe request at a time until a request or a
+health check sent after the event began gets through. Failures of requests sent before the
+event started (all those in flight when a gateway restarts) belong to that event: one outage
+counts once. A gateway that answered in this run is taken out only when an outage lasts
+``max_outage`` seconds; one that never answered, after :data:`QUICK_EVENTS` events (a wrong
+URL fails fast). A gateway whose ``/health`` answers while its requests do not is taken out
+when :data:`MISFITS` rows that failed on it in a row were then answered by another gateway:
+its failures are not the rows' (with one gateway, each such row fails after its retries).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._clients import ClientLike
 
-__all__ = ["BACKOFF", "BACKOFF_MAX", "HOLD", "PROBE_EVERY", "QUICK_EVENTS", "Replica"]
+if TYPE_CHECKING:
+    from koine_sdk.ledger import RequestShape
+
+__all__ = ["BACKOFF", "BACKOFF_MAX", "HOLD", "MISFITS", "PROBE_EVERY", "QUICK_EVENTS", "Replica"]
 
 DEFAULT_LIMIT = 2  # per gateway, when /health does not tell
 HOLD = 30.0  # seconds the ceiling stays below the level of the last 429
@@ -33,14 +41,25 @@ PROBE_EVERY = 10.0  # seconds without a 429 per slot the ceiling regains after H
 BACKOFF = 0.25  # seconds of the first cool-down of an outage
 BACKOFF_MAX = 5.0
 QUICK_EVENTS = 3  # failure events before a gateway that never answered is taken out
+MISFITS = 3  # rows failed here and answered elsewhere (none answered here) before it is out
 
 
 class Replica:
     """One gateway: its client, concurrency window and health (all times: monotonic)."""
 
-    def __init__(self, client: ClientLike, number: int, max_outage: float) -> None:
+    def __init__(
+        self,
+        client: ClientLike,
+        number: int,
+        max_outage: float,
+        *,
+        shape: RequestShape | None = None,
+    ) -> None:
         self.number = number
         self.client = client
+        # what its requests send besides the prompt (with the model it asks for): the ledger
+        # key of each answer it gives (None: the run's)
+        self.shape = shape
         self.base_url = client.config.base_url
         self.max_outage = max_outage
         self.limit = DEFAULT_LIMIT
@@ -58,6 +77,8 @@ class Replica:
         self.probing = False
         self.dead = False
         self.last_error: str | None = None
+        self.checking = False  # a /health check is under way
+        self.misfits = 0  # rows that failed here, then were answered by another gateway
         # counters
         self.sent = 0
         self.ok = 0
@@ -100,6 +121,7 @@ class Replica:
 
     def on_success(self, sent_at: float = math.inf) -> None:
         self.ok += 1
+        self.misfits = 0
         if not self._recovered(sent_at):
             return
         if self.window < self.ceiling:
@@ -121,9 +143,24 @@ class Replica:
             self.cool_until = max(self.cool_until, now + wait)
             self.cooling_for_429 = True
 
-    def on_connection_failure(self, now: float, sent_at: float, message: str) -> None:
-        """A request sent at ``sent_at`` failed to reach the gateway."""
+    def on_failed_request(self, message: str) -> None:
+        """A request did not get through (whose fault it is, the health check tells)."""
         self.failed_connections += 1
+        self.last_error = message
+
+    def on_misfit(self, others_alive: bool) -> None:
+        """A row that failed to get through here was answered by another gateway."""
+        self.misfits += 1
+        if others_alive and self.misfits >= MISFITS and not self.dead:
+            self.dead = True
+            self.last_error = (
+                f"{self.last_error} ({self.misfits} rows that failed here were answered by "
+                "another gateway)"
+            )
+
+    def on_connection_failure(self, now: float, sent_at: float, message: str) -> None:
+        """The gateway is unreachable: a health check (or request) sent at ``sent_at``
+        failed."""
         self.last_error = message
         if self.dead:
             return

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 from koine_sdk import KoineError
 from koine_sdk.ledger import Ledger, RequestShape
 
-from ._clients import KoineClient, call_on_home
+from ._claiming import ClaimsOfRun, SharedRun
+from ._clients import ClientLike, KoineClient
+from ._decide import describe
 from ._estimate import Estimate
-from ._outcomes import describe, end_sample, handle, is_connection_trouble
+from ._outcomes import LedgerFailure, Outcomes
+from ._pending import Pending, learn_limits
 from ._replica import Replica
 from ._state import Rows, Unit
 from ._stats import RunStats
@@ -36,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Gate", "Limits", "Run"]
 
-HEALTH_TIMEOUT = 5.0
 CANCEL_GRACE = 5.0  # seconds an interrupted run waits for its requests to close
 POLL = 0.1
 
@@ -53,7 +55,7 @@ class Limits:
     max_tokens: int | None
 
 
-class Run:
+class Run(SharedRun, Outcomes):
     """The state of one extraction and the scheduler that drives it."""
 
     def __init__(
@@ -74,69 +76,126 @@ class Run:
         stop_after_sample: bool = False,
         ledger_usage: Sequence[tuple[int, int]] = (),
     ) -> None:
-        self.rows = rows
-        self.verb = verb
+        self._rows = rows
+        self._verb = verb
         self._options = options
-        self.shape = shape
-        self.replicas = replicas
+        self._shape = shape
+        self._replicas = replicas
         self._own_clients = own_clients
         self._concurrency = concurrency
-        self.limits = limits
-        self.ledger = ledger
-        self.run_id = run_id
+        self._limits = limits
+        self._ledger = ledger
+        self._run_id = run_id
         self._requests = 0
-        self.throttled = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.budget_hit: str | None = None
+        self._throttled = 0
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._budget_hit: str | None = None
         self._interrupted = False
-        self.fatal: KoineError | None = None
-        self.stop_error: KoineError | None = None
+        self._fatal: KoineError | None = None
+        self._stop_error: KoineError | None = None
         self._started = time.monotonic()
         self._ended: float | None = None
-        self.queue: collections.deque[Unit] = collections.deque()
-        self.later: list[Unit] = []
+        self._queue: collections.deque[Unit] = collections.deque()
+        self._later: list[Unit] = []
         self._inflight: dict[asyncio.Task[Any], tuple[Unit, Replica]] = {}
         self._crash: BaseException | None = None
-        self.wake: asyncio.Event | None = None
-        self.view: ProgressView | None = None
-        self.final: pd.DataFrame | None = None
-        self.finished_event = threading.Event()
-        self.ledger_warned = False
-        self.estimate: Estimate | None = None
-        self.stop_after_sample = stop_after_sample
-        self.announce: Callable[[str], None] | None = None
-        self.gate: Gate | None = None
-        self.sample_usage: list[tuple[int, int]] = []
-        self.sample_seconds: list[float] = []
-        self.ledger_usage = list(ledger_usage)
+        self._wake: asyncio.Event | None = None
+        self._pending = Pending()  # rows in a back-off, gateways' health checks
+        self._view: ProgressView | None = None
+        self._final: pd.DataFrame | None = None
+        self._finished_event = threading.Event()
+        self._ledger_warned = False
+        self._ledger_failure: LedgerFailure | None = None
+        self._estimate: Estimate | None = None
+        self._stop_after_sample = stop_after_sample
+        self._announce: Callable[[str], None] | None = None
+        self._gate: Gate | None = None
+        self._sample_usage: list[tuple[int, int]] = []
+        self._sample_seconds: list[float] = []
+        self._ledger_usage = list(ledger_usage)
+        # cache=False asks for every row again: nothing to share with other runs
+        self._claims = ClaimsOfRun(enabled=options.cache)
         if sample > 0 and units:
             step = len(units) / min(sample, len(units))
             picked = {int(i * step) for i in range(min(sample, len(units)))}
-            self.queue.extend(u for i, u in enumerate(units) if i in picked)
-            self.later = [u for i, u in enumerate(units) if i not in picked]
-            self.sampling = True
+            self._queue.extend(u for i, u in enumerate(units) if i in picked)
+            self._later = [u for i, u in enumerate(units) if i not in picked]
+            self._sampling = True
         else:
-            self.queue.extend(units)
-            self.sampling = False
+            self._queue.extend(units)
+            self._sampling = False
+
+    # -- the public surface: everything else of the run is private -------------------------
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id in its ledger (``None`` when the ledger could not start it)."""
+        return self._run_id
+
+    @property
+    def final(self) -> pd.DataFrame | None:
+        """The frame, once the run ended (also when :meth:`execute` raised)."""
+        return self._final
+
+    @property
+    def finished(self) -> threading.Event:
+        """Set when the run ended, whatever the reason (from any thread)."""
+        return self._finished_event
+
+    @property
+    def fatal(self) -> KoineError | None:
+        """The error that stopped the run, if one did."""
+        return self._fatal
+
+    @property
+    def estimate(self) -> Estimate | None:
+        """The projection made after the sample (``None`` before, or without a sample)."""
+        return self._estimate
+
+    def clients(self) -> list[ClientLike]:
+        """The gateways' clients, in the order they were given."""
+        return [r.client for r in self._replicas]
+
+    def show(self, view: ProgressView | None, announce: Callable[[str], None] | None) -> None:
+        """Draw progress on ``view`` and say the estimate with ``announce`` (before executing)."""
+        self._view, self._announce = view, announce
+
+    def use_gate(self, gate: Gate) -> None:
+        """Hold a lease of the gateway's slots around each request (Dask; before executing)."""
+        self._gate = gate
+
+    def preview(self) -> pd.DataFrame:
+        """The last rows that finished (for the progress view)."""
+        return self._rows.preview()
+
+    def finish_estimate(self) -> Estimate:
+        """The estimate, projected from what is known when no row needed sampling (every row
+        answered from the ledger or invalid)."""
+        if self._estimate is None:
+            self._end_sample()
+        assert self._estimate is not None
+        return self._estimate
 
     # -- reading ----------------------------------------------------------------------------
 
     def snapshot(self) -> ProgressSnapshot:
         from koine_jupyter.views.progress import ProgressSnapshot
 
-        live = [r for r in self.replicas if not r.dead]
+        live = [r for r in self._replicas if not r.dead]
         now = time.monotonic()
         note: str | None = None
-        if self.budget_hit:
+        if self._budget_hit:
             note = "budget reached"
-        elif self.sampling:
+        elif self._claims.waiting:
+            note = f"{len(self._claims.waiting)} asked by another run: waiting for its answers"
+        elif self._sampling:
             note = "estimating from a sample"
         elif any(r.cool_until > now and r.cooling_for_429 for r in live):
             note = "gateway busy (429): backing off"
         elif any(r.in_outage for r in live):
             note = "gateway unreachable: retrying"
-        rows = self.rows
+        rows = self._rows
         return ProgressSnapshot(
             total=rows.n,
             done=rows.done,
@@ -145,17 +204,17 @@ class Run:
             in_flight=len(self._inflight),
             requested=rows.requested,
             elapsed=(self._ended or now) - self._started,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
+            input_tokens=self._input_tokens,
+            output_tokens=self._output_tokens,
             concurrency=sum(max(1, int(min(r.window, r.ceiling))) for r in live),
-            limit=sum(r.limit for r in live) or sum(r.limit for r in self.replicas),
+            limit=sum(r.limit for r in live) or sum(r.limit for r in self._replicas),
             replicas_alive=len(live),
-            replicas=len(self.replicas),
+            replicas=len(self._replicas),
             note=note,
         )
 
     def stats(self) -> RunStats:
-        rows = self.rows
+        rows = self._rows
         return RunStats(
             rows=rows.n,
             succeeded=rows.done,
@@ -163,21 +222,22 @@ class Run:
             ledger_hits=rows.from_ledger,
             duplicates=rows.duplicates,
             requests=self._requests,
-            throttled=self.throttled,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
+            throttled=self._throttled,
+            input_tokens=self._input_tokens,
+            output_tokens=self._output_tokens,
             elapsed=round((self._ended or time.monotonic()) - self._started, 3),
             interrupted=self._interrupted,
-            budget_exceeded=self.budget_hit,
-            estimate=self.estimate.as_dict() if self.estimate else None,
-            run_id=self.run_id,
-            ledger=str(self.ledger.path) if self.ledger.path else ":memory:",
-            verb=self.verb.name,
-            gateways=tuple(r.stats() for r in self.replicas),
+            budget_exceeded=self._budget_hit,
+            estimate=self._estimate.as_dict() if self._estimate else None,
+            run_id=self._run_id,
+            ledger=str(self._ledger.path) if self._ledger.path else ":memory:",
+            verb=self._verb.name,
+            gateways=tuple(r.stats() for r in self._replicas),
+            error=self._run_error(),
         )
 
     def frame(self) -> pd.DataFrame:
-        df = self.rows.frame()
+        df = self._rows.frame()
         df.attrs["koine"] = self.stats().as_dict()
         return df
 
@@ -187,114 +247,83 @@ class Run:
 
     async def execute(self) -> pd.DataFrame:
         """Run every queued row; return the frame (kept in ``final`` also when raising)."""
-        self.wake = asyncio.Event()
+        self._wake = asyncio.Event()
         self._started = time.monotonic()
         message: str | None = None
         status = "done"
+        upkeep = asyncio.get_running_loop().create_task(self._keep_claims())
         try:
             try:
-                if self.queue:
-                    await self._learn_limits()
+                if self._queue:
+                    await learn_limits(self._replicas, self._concurrency)
                 await self._loop()
-                if self.fatal is not None:
+                if self._fatal is not None:
                     await self._cancel_inflight()
                     status = "failed"
-                    left = self.rows.unfinished()
-                    self.rows.finish_all(left, f"NOT_SENT: the run stopped on {self.fatal.code}")
-                    message = f"Stopped: {describe(self.fatal)}"
-                elif self.stop_error is not None:
+                    left = self._rows.unfinished()
+                    self._rows.finish_all(left, f"NOT_SENT: the run stopped on {self._fatal.code}")
+                    message = f"Stopped: {describe(self._fatal)}"
+                elif self._stop_error is not None:
                     status = "stopped"
-                    message = f"Stopped: {self.stop_error.message}"
+                    message = f"Stopped: {self._stop_error.message}"
             except BaseException as exc:
                 await self._cancel_inflight()
                 status = "failed"
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                     status = "interrupted"
                     self._interrupted = True
-                    left = self.rows.remaining
-                    self.rows.finish_all(
-                        self.rows.unfinished(), "INTERRUPTED: the extraction was interrupted"
+                    left = self._rows.remaining
+                    self._rows.finish_all(
+                        self._rows.unfinished(), "INTERRUPTED: the extraction was interrupted"
                     )
                     message = (
-                        f"Interrupted: {self.rows.done} of {self.rows.n} rows done, {left} "
+                        f"Interrupted: {self._rows.done} of {self._rows.n} rows done, {left} "
                         "unfinished (error INTERRUPTED). The partial frame is in "
                         "koine_jupyter.extract.last_result."
                     )
                 raise
             finally:
                 self._ended = time.monotonic()
+                self._pending.cancel()
+                upkeep.cancel()
+                self._claims.release(self._ledger)
                 for client in self._own_clients:
                     try:
                         await client.aclose()
                     except Exception:
                         pass
                 df = self.frame()
-                self.final = df
-                if self.run_id is not None:
+                self._final = df
+                self._record_end(status, self.stats().as_dict())
+                if message is None and self._budget_hit:
+                    message = f"Stopped: {self._budget_hit}."
+                if self._view is not None:
                     try:
-                        self.ledger.finish_run(
-                            self.run_id, status=status, stats=self.stats().as_dict()
-                        )
-                    except KoineError:
-                        pass
-                if message is None and self.budget_hit:
-                    message = f"Stopped: {self.budget_hit}."
-                if self.view is not None:
-                    try:
-                        self.view.finish(message)
+                        self._view.finish(message)
                     except Exception:
                         pass
         finally:
-            self.finished_event.set()
-        if self.fatal is not None:
+            self._finished_event.set()
+        if self._fatal is not None:
             raise KoineError(
-                f"extract stopped: {self.fatal.message} ({self.rows.done} rows done; nothing "
+                f"extract stopped: {self._fatal.message} ({self._rows.done} rows done; nothing "
                 "more was sent; the frame is in koine_jupyter.extract.last_result)",
-                self.fatal.code,
-                self.fatal.raw_text,
-                status=self.fatal.status,
+                self._fatal.code,
+                self._fatal.raw_text,
+                status=self._fatal.status,
             )
-        if self.stop_error is not None:
-            raise self.stop_error
+        if self._stop_error is not None:
+            raise self._stop_error
         return df
 
-    async def _learn_limits(self) -> None:
-        """Each gateway's limit from ``/health``; ``concurrency=`` is capped by it."""
-
-        async def learn(r: Replica) -> None:
-            if self._concurrency is not None:
-                r.set_limit(self._concurrency)
-            if getattr(r.client, "replay", "off") == "strict":
-                # a strict client answers from its ledger or refuses: it never talks to a
-                # gateway, so it is not asked for one's health either
-                r.answered = True
-                return
-            try:
-                health = await call_on_home(r.client, lambda c: c.health(timeout=HEALTH_TIMEOUT))
-            except KoineError as exc:
-                if is_connection_trouble(exc):
-                    r.on_connection_failure(time.monotonic(), 0.0, describe(exc))
-                return
-            except Exception:
-                return
-            r.answered = True
-            if health.concurrency is not None:
-                slots = health.concurrency.non_streaming
-                limit = slots.limit
-                if self._concurrency is not None:
-                    limit = min(limit, self._concurrency)
-                r.set_limit(limit, slots.active)
-
-        await asyncio.gather(*(learn(r) for r in self.replicas))
-
     def _budget_left(self) -> bool:
-        limits = self.limits
+        limits = self._limits
         if limits.max_rows is not None and self._requests >= limits.max_rows:
-            self.budget_hit = f"max_rows={limits.max_rows} requests sent"
+            self._budget_hit = f"max_rows={limits.max_rows} requests sent"
             return False
-        spent = self.input_tokens + self.output_tokens
+        spent = self._input_tokens + self._output_tokens
         if limits.max_tokens is not None and spent >= limits.max_tokens:
-            self.budget_hit = f"max_tokens={limits.max_tokens} reached ({spent} tokens spent)"
+            self._budget_hit = f"max_tokens={limits.max_tokens} reached ({spent} tokens spent)"
             return False
         return True
 
@@ -302,19 +331,19 @@ class Run:
         """With ``max_tokens``, the requests in flight will be paid too: they count at the run's
         average so far, and before any answer only one request is in flight, so the budget is
         passed by about one request at most. True: send nothing new until one finishes."""
-        limits = self.limits
+        limits = self._limits
         if limits.max_tokens is None or not self._inflight:
             return False
         finished = self._requests - len(self._inflight)
         if finished <= 0:
             return True
-        spent = self.input_tokens + self.output_tokens
+        spent = self._input_tokens + self._output_tokens
         return spent + len(self._inflight) * spent / finished >= limits.max_tokens
 
     def _pick(self, unit: Unit, now: float) -> Replica | None:
         best: Replica | None = None
         best_score: tuple[int, int] = (0, 0)
-        for r in self.replicas:
+        for r in self._replicas:
             free = r.capacity(now)
             if free <= 0:
                 continue
@@ -324,11 +353,14 @@ class Run:
         return best
 
     def _dispatch(self) -> None:
-        if self.fatal is not None:
+        if self._fatal is not None:
             return
         now = time.monotonic()
-        while self.queue:
-            unit = self.queue[0]
+        while self._queue:
+            unit = self._queue[0]
+            if not unit.claimed:
+                self._claim_ahead()
+                continue
             if not unit.counted and not self._budget_left():
                 self._fail_queue_budget()
                 continue
@@ -337,7 +369,7 @@ class Run:
             replica = self._pick(unit, now)
             if replica is None:
                 return
-            self.queue.popleft()
+            self._queue.popleft()
             if not unit.counted:
                 unit.counted = True
                 self._requests += 1
@@ -352,76 +384,78 @@ class Run:
     def _fail_queue_budget(self) -> None:
         # Retries of rows already counted keep their place; only new rows are refused.
         keep: collections.deque[Unit] = collections.deque()
-        for unit in [*self.queue, *self.later]:
+        for unit in [*self._queue, *self._later]:
             if unit.counted:
                 keep.append(unit)
             else:
-                self.rows.finish_all(unit.positions, f"BUDGET_EXCEEDED: {self.budget_hit}")
-        self.queue, self.later = keep, []
+                self._rows.finish_all(unit.positions, f"BUDGET_EXCEEDED: {self._budget_hit}")
+        self._queue, self._later = keep, []
 
     async def _attempt(self, unit: Unit, replica: Replica) -> None:
         result: Any = None
         error: BaseException | None = None
         try:
-            async with self.gate(replica) if self.gate is not None else nullcontext():
-                if self.gate is not None:
+            async with self._gate(replica) if self._gate is not None else nullcontext():
+                if self._gate is not None:
                     unit.sent_at = time.monotonic()  # sent when the lease came
-                result = await self.verb.ask(replica.client, unit.prompt, self._options)
+                result = await self._verb.ask(replica.client, unit.prompt, self._options)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             error = exc
         task = asyncio.current_task()
-        assert task is not None and self.wake is not None
+        assert task is not None and self._wake is not None
         # Handle the outcome and start the next request right here, in this task: waking the
         # scheduler first would leave the slot idle for a loop iteration per row.
         try:
             level = replica.active
             self._inflight.pop(task, None)
             replica.active -= 1
-            handle(self, unit, replica, level, result, error)
+            self._apply(unit, replica, level, result, error)
+            if self._rows.finished[unit.positions[0]]:
+                self._claims.finished(unit.key)
             self._dispatch()
-            if self.view is not None:
-                self.view.poke()
+            if self._view is not None:
+                self._view.poke()
         except BaseException as exc:  # a bug: hand it to the scheduler, never lose it
             self._crash = exc
-            self.wake.set()
+            self._wake.set()
             return
         if not self._inflight or error is not None:
-            self.wake.set()  # the scheduler decides: the end, or a timer for a cooldown
+            self._wake.set()  # the scheduler decides: the end, or a timer for a cooldown
 
     def _next_wake(self) -> float | None:
         now = time.monotonic()
-        waits = [r.cool_until - now for r in self.replicas if not r.dead and r.cool_until > now]
+        waits = [r.cool_until - now for r in self._replicas if not r.dead and r.cool_until > now]
         return max(0.0, min(waits)) if waits else None
 
     async def _loop(self) -> None:
-        wake = self.wake
+        wake = self._wake
         assert wake is not None
         while True:
             self._dispatch()
-            if self.view is not None:
-                self.view.poke()
-            if self.fatal is not None or self.stop_error is not None:
+            if self._view is not None:
+                self._view.poke()
+            if self._fatal is not None or self._stop_error is not None:
                 return
-            if not self.queue and not self._inflight:
-                if self.sampling:
-                    end_sample(self)
-                    if self.stop_after_sample or self.stop_error is not None:
+            if not (self._queue or self._inflight or self._pending.held or self._claims.waiting):
+                if self._sampling:
+                    self._end_sample()
+                    if self._stop_after_sample or self._stop_error is not None:
                         return
                     continue
                 return
-            if self.queue and not self._inflight and all(r.dead for r in self.replicas):
+            if self._queue and not self._inflight and all(r.dead for r in self._replicas):
                 reason = "; ".join(
-                    f"{r.base_url}: {r.last_error}" for r in self.replicas if r.last_error
+                    f"{r.base_url}: {r.last_error}" for r in self._replicas if r.last_error
                 )
                 error = f"NETWORK_ERROR: every gateway failed ({reason})"
-                for unit in [*self.queue, *self.later]:
-                    self.rows.finish_all(unit.positions, error)
-                self.queue.clear()
-                self.later = []
+                for unit in [*self._queue, *self._later]:
+                    self._rows.finish_all(unit.positions, error)
+                self._queue.clear()
+                self._later = []
                 continue
-            timeout = self._next_wake() if self.queue else None
+            timeout = self._next_wake() if self._queue else None
             if timeout is None and not self._inflight:
                 timeout = POLL  # never wait for nothing (defensive: should not happen)
             wake.clear()

@@ -31,9 +31,12 @@ class Unit:
     throttled: int = 0
     isolated_failures: int = 0
     counted: bool = False
+    claimed: bool = False  # its key was claimed in the ledger (see _claiming)
+    others: tuple[str, ...] = ()  # its keys under the run's other models (other replicas)
     sent_at: float = 0.0  # monotonic, of the latest attempt
     started: float | None = None  # wall clock, of the first attempt
     avoid: set[int] = field(default_factory=lambda: set[int]())
+    broke_on: set[int] = field(default_factory=lambda: set[int]())  # gateways it failed to reach
 
 
 class Rows:

@@ -32,6 +32,7 @@ class RunStats:
     ledger: str = ":memory:"
     verb: str = "extract"
     gateways: tuple[Mapping[str, Any], ...] = field(default=())
+    error: str | None = None  # why the run failed: its fatal error, or the ledger that broke
 
     def as_dict(self) -> dict[str, Any]:
         """As ``df.attrs["koine"]`` and the ledger hold it (``cache_hits``: the name earlier

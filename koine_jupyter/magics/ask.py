@@ -22,7 +22,7 @@ import re
 from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from IPython.core.error import UsageError
 
@@ -121,23 +121,23 @@ def resolve_schema(expr: str, namespace: dict[str, Any]) -> Any:
     return list[tp] if m else tp  # type: ignore[valid-type]
 
 
-def _with_errors(magics: MagicsContext, ns: dict[str, Any]) -> Mapping[str, Any]:
+def _with_errors(ctx: MagicsContext, ns: dict[str, Any]) -> Mapping[str, Any]:
     """The namespace, plus ``Err`` (the failed cells' tracebacks: ``{Err}``, ``{Err[n]}``) when
     a cell has failed and the user has no ``Err`` of their own."""
-    if "Err" in ns or magics.failures.get() is None:
+    if "Err" in ns or ctx.failures.get() is None:
         return ns
-    return ChainMap({"Err": ErrorTexts(magics.failures, magics.connection.secrets())}, ns)
+    return ChainMap({"Err": ErrorTexts(ctx.failures, ctx.connection.secrets())}, ns)
 
 
-def prepare(magics: MagicsContext, opts: AskOptions, prompt: str) -> Prepared:
+def prepare(ctx: MagicsContext, opts: AskOptions, prompt: str) -> Prepared:
     """Check the options, fill the prompt's references, resolve the schema and the session."""
     opts.check()
-    ns = magics.user_ns
+    ns = ctx.user_ns
     references: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
     system = opts.system
-    if magics.interpolate and not opts.no_interpolate:
-        ns_err = _with_errors(magics, ns)
+    if ctx.settings.interpolate and not opts.no_interpolate:
+        ns_err = _with_errors(ctx, ns)
         filled = interpolate(prompt, ns_err)
         prompt, references, kept = filled.text, tuple(filled.resolved), tuple(filled.unresolved)
         if system:
@@ -148,41 +148,45 @@ def prepare(magics: MagicsContext, opts: AskOptions, prompt: str) -> Prepared:
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     schema = resolve_schema(opts.schema, ns) if opts.schema else None
-    resume = magics.sessions.resume_id(opts.session, new=opts.new)
+    resume = ctx.sessions.resume_id(opts.session, new=opts.new)
     request = Request(prompt, system, opts.model, opts.tool_list, resume, opts.timeout)
-    model = opts.model or magics.model or None
+    model = opts.model or ctx.settings.model or None
     resumed = opts.session if resume is not None else None
     return Prepared(request, opts, schema, model, references, kept, resumed)
 
 
-def _keep(magics: MagicsContext, opts: AskOptions, value: Any) -> None:
+def _keep(ctx: MagicsContext, opts: AskOptions, value: Any) -> None:
     if opts.out:
-        magics.user_ns[opts.out] = value
+        ctx.user_ns[opts.out] = value
 
 
-def _view_options(magics: MagicsContext, p: Prepared) -> dict[str, Any]:
+def _fail(ctx: MagicsContext, p: Prepared, exc: KoineError) -> NoReturn:
+    ctx.fail(exc, resumed=p.resumed, schema=p.options.schema)
+
+
+def _view_options(ctx: MagicsContext, p: Prepared) -> dict[str, Any]:
+    settings = ctx.settings
     return {
-        "display": p.options.display or magics.display,
-        "rate": magics.update_rate,
+        "display": p.options.display or settings.display,
+        "rate": settings.update_rate,
         "label": p.label,
         "note": p.note,
     }
 
 
-def _ask_text(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
+def _ask_text(ctx: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
     opts = p.options
     fmt = cast(AnswerFormat, opts.format)
     meta: dict[str, Any] = {"model": p.model, "session": opts.session, "format": fmt}
-    ctx = magics.error_context(p)
     if opts.no_stream or opts.quiet:
         try:
             r = client.generate_text(**p.request.kwargs())
         except KoineError as exc:
-            _keep(magics, opts, KoineAnswer("", error=exc, references=p.references, **meta))
-            magics.errors.fail(exc, ctx)
+            _keep(ctx, opts, KoineAnswer("", error=exc, references=p.references, **meta))
+            _fail(ctx, p, exc)
         except KeyboardInterrupt as exc:
-            _keep(magics, opts, KoineAnswer("", interrupted=True, references=p.references, **meta))
-            magics.errors.interrupted(
+            _keep(ctx, opts, KoineAnswer("", interrupted=True, references=p.references, **meta))
+            ctx.interrupted(
                 exc,
                 "the request was stopped before its answer arrived (--no-stream shows "
                 "nothing until the answer is complete).",
@@ -197,7 +201,7 @@ def _ask_text(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Ou
             **meta,
         )
         return Outcome(answer, r.session_id, r.usage)
-    view = TextView(format=fmt, **_view_options(magics, p))
+    view = TextView(format=fmt, **_view_options(ctx, p))
     with view:
         try:
             with client.stream_text(**p.request.kwargs()) as stream:
@@ -205,8 +209,8 @@ def _ask_text(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Ou
         except KeyboardInterrupt as exc:
             view.interrupted()
             partial = view.answer(model=p.model, session=opts.session)
-            _keep(magics, opts, replace(partial, references=p.references))
-            magics.errors.interrupted(
+            _keep(ctx, opts, replace(partial, references=p.references))
+            ctx.interrupted(
                 exc,
                 f"the answer was interrupted after {len(view.text):,} characters; what "
                 "arrived is shown above (and kept in --out VAR if given).",
@@ -214,28 +218,27 @@ def _ask_text(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Ou
         except KoineError as exc:
             view.failed(exc)
             partial = view.answer(model=p.model, session=opts.session)
-            _keep(magics, opts, replace(partial, references=p.references))
-            magics.errors.fail(exc, ctx)
+            _keep(ctx, opts, replace(partial, references=p.references))
+            _fail(ctx, p, exc)
     answer = replace(answer, references=p.references)
     return Outcome(answer, answer.session_id, answer.usage, printed=view.mode == "text")
 
 
-def _ask_object(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
+def _ask_object(ctx: MagicsContext, client: SyncKoineClient, p: Prepared) -> Outcome:
     opts = p.options
-    ctx = magics.error_context(p)
     if opts.no_stream or opts.quiet:
         try:
             r = client.generate_object(schema=p.schema, **p.request.kwargs())
         except KoineError as exc:
-            _keep(magics, opts, None)
-            magics.errors.fail(exc, ctx)
+            _keep(ctx, opts, None)
+            _fail(ctx, p, exc)
         except KeyboardInterrupt as exc:
-            _keep(magics, opts, None)
-            magics.errors.interrupted(exc, "the request was stopped before its answer arrived.")
+            _keep(ctx, opts, None)
+            ctx.interrupted(exc, "the request was stopped before its answer arrived.")
         result: Any = to_dataframe(r.object) if opts.df else r.object
         origin = _provenance(p, r.source, r.usage, r.ledger_key)
         return Outcome(result, r.session_id, r.usage, metadata=origin)
-    options = _view_options(magics, p)
+    options = _view_options(ctx, p)
     view: ObjectView[Any] | FrameView = (
         FrameView(**options) if opts.df else ObjectView[Any](**options)
     )
@@ -247,16 +250,16 @@ def _ask_object(magics: MagicsContext, client: SyncKoineClient, p: Prepared) -> 
                 source, key = stream.source, stream.ledger_key
         except KeyboardInterrupt as exc:
             view.interrupted()
-            _keep(magics, opts, view.partial)
-            magics.errors.interrupted(
+            _keep(ctx, opts, view.partial)
+            ctx.interrupted(
                 exc,
                 "the answer was interrupted; what arrived is shown above (and kept in "
                 "--out VAR if given).",
             )
         except KoineError as exc:
             view.failed(exc)
-            _keep(magics, opts, None)
-            magics.errors.fail(exc, ctx)
+            _keep(ctx, opts, None)
+            _fail(ctx, p, exc)
     origin = _provenance(p, source, view.usage, key)
     return Outcome(result, session_id, view.usage, printed=view.mode == "text", metadata=origin)
 
@@ -276,33 +279,23 @@ def _provenance(
     return info
 
 
-def deliver(magics: MagicsContext, p: Prepared, outcome: Outcome) -> Any:
+def deliver(ctx: MagicsContext, p: Prepared, outcome: Outcome) -> Any:
     """Record the session turn, fill ``--out``, and return what the cell shows."""
     opts = p.options
     if opts.session and outcome.session_id:
-        magics.sessions.record(
-            opts.session, outcome.session_id, outcome.usage, p.model, new=opts.new
-        )
-    _keep(magics, opts, outcome.result)
+        ctx.sessions.record(opts.session, outcome.session_id, outcome.usage, p.model, new=opts.new)
+    _keep(ctx, opts, outcome.result)
     if opts.quiet:
         return None
-    shell: Any = magics.shell
-    if outcome.printed and shell is not None:
-        # Text mode already printed the answer while it streamed: showing it again as the
-        # cell's value would repeat it, so only ``_`` and ``Out[n]`` get it.
-        shell.displayhook.update_user_ns(outcome.result)
-        return None
-    if outcome.metadata is not None:
-        magics.result_metadata.attach(shell, outcome.result, outcome.metadata)
-    return outcome.result
+    return ctx.cell_value(outcome.result, outcome.metadata, printed=outcome.printed)
 
 
-def ask(magics: MagicsContext, opts: AskOptions, prompt: str) -> Any:
+def ask(ctx: MagicsContext, opts: AskOptions, prompt: str) -> Any:
     """Send ``prompt`` with ``opts``; return the cell's value."""
-    p = prepare(magics, opts, prompt)
+    p = prepare(ctx, opts, prompt)
     try:
-        source = magics.connection.source()
+        source = ctx.connection.source()
     except KoineError as exc:
-        magics.fail(exc)
-    outcome = (_ask_object if p.schema is not None else _ask_text)(magics, source, p)
-    return deliver(magics, p, outcome)
+        ctx.fail(exc)
+    outcome = (_ask_object if p.schema is not None else _ask_text)(ctx, source, p)
+    return deliver(ctx, p, outcome)

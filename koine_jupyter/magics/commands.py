@@ -1,6 +1,6 @@
 """The ``%koine`` subcommands: one handler each, registered in :data:`COMMANDS`.
 
-A subcommand is a function ``(magics, args) -> value`` and a frozen dataclass of its arguments
+A subcommand is a function ``(ctx, args) -> value`` and a frozen dataclass of its arguments
 (fields made with :func:`~.args.flag`, :func:`~.args.option`, :func:`~.args.word`), registered
 with :func:`command`::
 
@@ -9,7 +9,7 @@ with :func:`command`::
         limit: int | None = option("How many entries.", metavar="N", type=int)
 
     @command("history", HistoryArgs, "the requests of this kernel")
-    def _history(magics: MagicsContext, args: HistoryArgs) -> Any:
+    def _history(ctx: MagicsContext, args: HistoryArgs) -> Any:
         ...
 
 Parsing, ``%koine?`` and the rule that tells a subcommand from a prompt follow from the
@@ -20,7 +20,6 @@ one word per :func:`~.args.word` field); otherwise the whole line is a prompt.
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -35,15 +34,7 @@ from .args import VARIABLE, AskOptions, flag, option, parse, timeout_option, wor
 from .ask import ask
 from .context import MagicsContext
 from .failures import masked
-from .settings import (
-    ENV_AUTH_KEY,
-    ENV_BASE_URL,
-    ENV_LEDGER,
-    ENV_REPLAY,
-    USER_MODES,
-    replay_mode,
-    set_replay,
-)
+from .settings import ENV_AUTH_KEY, ENV_BASE_URL, USER_MODES
 
 __all__ = ["COMMANDS", "Command", "HealthReport", "command"]
 
@@ -99,15 +90,15 @@ class ConnectArgs:
     auto: bool = flag("Use $KOINE_BASE_URL if set, else start a local test gateway.")
 
 
-def _connected_line(magics: MagicsContext, url: str) -> str:
-    env = magics.connection.key_env()
-    state = "set" if os.environ.get(env) else "NOT set"
-    return f"Connected to {url} (key from ${env}, which is {state})."
+def _connected_line(ctx: MagicsContext, url: str) -> str:
+    conn = ctx.connection
+    state = "set" if conn.has_key() else "NOT set"
+    return f"Connected to {url} (key from ${conn.key_env()}, which is {state})."
 
 
-def _start_local(magics: MagicsContext) -> None:
+def _start_local(ctx: MagicsContext) -> None:
     try:
-        url = magics.connection.start_local()
+        url = ctx.connection.start_local()
     except ImportError as exc:  # pragma: no cover - needs the testing extra
         raise UsageError(
             "the local gateway needs the testing extra: pip install 'koine-sdk[testing]'"
@@ -124,30 +115,29 @@ def _start_local(magics: MagicsContext) -> None:
     "use a gateway: its URL (the key from $VAR), a local test gateway, or the environment",
     "%koine connect URL [--key-env VAR] | --local | --auto",
 )
-def _connect(magics: MagicsContext, args: ConnectArgs) -> None:
+def _connect(ctx: MagicsContext, args: ConnectArgs) -> None:
     if (args.local or args.auto) and args.url is not None:
         raise UsageError("%koine connect --local / --auto takes no URL")
     if args.key_env is not None and not VARIABLE.fullmatch(args.key_env):
         raise UsageError("--key-env takes the NAME of an environment variable, not a key")
-    if args.auto and os.environ.get(ENV_BASE_URL):
-        magics.connection.use_environment()
-        print(_connected_line(magics, f"${ENV_BASE_URL}"))
+    if args.auto and ctx.connection.use_environment():
+        print(_connected_line(ctx, f"${ENV_BASE_URL}"))
         return
     if args.local or args.auto:
-        _start_local(magics)
+        _start_local(ctx)
         return
     if args.url is None:
         raise UsageError("usage: %koine connect URL [--key-env VAR]  or  %koine connect --local")
     try:
-        magics.connection.connect(args.url, args.key_env)
+        ctx.connection.connect(args.url, args.key_env)
     except KoineError as exc:
-        magics.fail(exc)
-    print(_connected_line(magics, magics.connection.shown_base_url()))
+        ctx.fail(exc)
+    print(_connected_line(ctx, ctx.connection.shown_base_url()))
 
 
 @command("disconnect", NoArgs, "close the connection (and stop a local gateway)")
-def _disconnect(magics: MagicsContext, args: NoArgs) -> None:
-    magics.close()
+def _disconnect(ctx: MagicsContext, args: NoArgs) -> None:
+    ctx.connection.close()
     print("Disconnected.")
 
 
@@ -191,24 +181,25 @@ class HealthArgs:
 
 
 @command("health", HealthArgs, "the gateway's /health", "%koine health [--timeout SECONDS]")
-def _health(magics: MagicsContext, args: HealthArgs) -> HealthReport:
+def _health(ctx: MagicsContext, args: HealthArgs) -> HealthReport:
     try:
-        client = magics.connection.client()
+        client = ctx.connection.client()
         health = client.health(timeout=args.timeout)
     except KoineError as exc:
-        magics.fail(exc)
-    return HealthReport(magics.connection.shown_base_url(), health)
+        ctx.fail(exc)
+    return HealthReport(ctx.connection.shown_base_url(), health)
 
 
 @command("status", NoArgs, "what is configured (never the key)")
-def _status(magics: MagicsContext, args: NoArgs) -> None:
-    conn = magics.connection
+def _status(ctx: MagicsContext, args: NoArgs) -> None:
+    conn, settings = ctx.connection, ctx.settings
     url = conn.base_url()
     shown = conn.shown_base_url() if url else "(none: set KOINE_BASE_URL or %koine connect)"
     print(
-        f"gateway: {shown}\nkey: {conn.key_state()}\nmodel: {magics.model or 'gateway default'}\n"
-        f"display: {magics.display} (now: {choose_mode(magics.display)})\n"
-        f"replay: {conn.shown_replay()}\nsessions: {len(magics.sessions)}"
+        f"gateway: {shown}\nkey: {conn.key_state()}\n"
+        f"model: {settings.model or 'gateway default'}\n"
+        f"display: {settings.display} (now: {choose_mode(settings.display)})\n"
+        f"replay: {conn.shown_replay()}\nsessions: {len(ctx.sessions)}"
     )
 
 
@@ -224,14 +215,14 @@ class SessionsArgs:
     "the named conversations of this kernel; --clear forgets one (or all)",
     "%koine sessions [NAME] [--clear]",
 )
-def _sessions(magics: MagicsContext, args: SessionsArgs) -> Any:
+def _sessions(ctx: MagicsContext, args: SessionsArgs) -> Any:
     if args.clear:
-        count = magics.sessions.clear(args.name)
+        count = ctx.sessions.clear(args.name)
         print(f"Forgot {count} session{'s' if count != 1 else ''}.")
         return None
     if args.name is not None:
-        return magics.sessions.only(args.name)
-    return magics.sessions
+        return ctx.sessions.only(args.name)
+    return ctx.sessions
 
 
 # -- history ----------------------------------------------------------------------------------
@@ -250,7 +241,7 @@ class HistoryArgs:
     "the ledger: extract runs (newest first), or one run's requests",
     "%koine history [RUN|last] [--failed] [--limit N]",
 )
-def _history(magics: MagicsContext, args: HistoryArgs) -> Any:
+def _history(ctx: MagicsContext, args: HistoryArgs) -> Any:
     from ..extraction import history
 
     if args.failed and args.run is None:
@@ -260,7 +251,7 @@ def _history(magics: MagicsContext, args: HistoryArgs) -> Any:
     try:
         return history(args.run, status="failed" if args.failed else None, limit=args.limit)
     except KoineError as exc:
-        magics.fail(exc)
+        ctx.fail(exc)
 
 
 # -- replay -------------------------------------------------------------------------------------
@@ -277,27 +268,15 @@ _REPLAY_SAYS = {
 
 @dataclass(frozen=True, slots=True)
 class ReplayArgs:
-    mode: str | None = word("on, off, record or strict (none: show the mode).", metavar="MODE")
+    mode: str | None = word(
+        f"{', '.join(USER_MODES)} (none: show the mode; the SDK's aliases work too).",
+        metavar="MODE",
+    )
     ledger: str | None = option(
         "The ledger file to record to and replay from (default: $KOINE_LEDGER, else the user "
         "cache folder); keep it beside the notebook to share the recordings.",
         metavar="PATH",
     )
-
-
-def _check_ledger(magics: MagicsContext) -> None:
-    """A mode that records or replays needs a usable ledger: said now, not at the next cell."""
-    from koine_sdk.ledger import default_location, open_ledger
-
-    if not magics.ledger and default_location() is None:
-        raise UsageError(
-            f"replay needs the ledger, but ${ENV_LEDGER} turns it off: set it to a file, or "
-            "name one with %koine replay MODE --ledger PATH"
-        )
-    try:
-        open_ledger(magics.ledger or None, fallback=False)
-    except KoineError as exc:
-        magics.fail(exc)
 
 
 @command(
@@ -307,32 +286,18 @@ def _check_ledger(magics: MagicsContext) -> None:
     "record, strict (the ledger only)",
     "%koine replay [on|off|record|strict] [--ledger PATH]",
 )
-def _replay(magics: MagicsContext, args: ReplayArgs) -> None:
+def _replay(ctx: MagicsContext, args: ReplayArgs) -> None:
     """Set the mode (and the ledger) of the magic, and ``$KOINE_REPLAY`` (and
-    ``$KOINE_LEDGER``) in this kernel: SDK clients and ``extract`` calls made in later cells
-    follow it too, as they follow ``%koine connect --local``."""
-    if args.mode is not None:
-        if args.mode.lower() not in USER_MODES:
-            raise UsageError(f"%koine replay takes on, off, record or strict (got {args.mode!r})")
-        mode = replay_mode(args.mode)
-        before = (magics.replay, magics.ledger)
-        env_before = {k: os.environ.get(k) for k in (ENV_REPLAY, ENV_LEDGER)}
-        set_replay(magics, mode, args.ledger)
-        if mode != "off":
-            try:
-                _check_ledger(magics)
-            except BaseException:
-                magics.replay, magics.ledger = before
-                for k, v in env_before.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-                raise
-    elif args.ledger is not None:
-        set_replay(magics, None, args.ledger)
-    mode = magics.connection.replay_mode()
-    print(f"Replay: {magics.connection.shown_replay()}: {_REPLAY_SAYS.get(mode, '')}".rstrip())
+    ``$KOINE_LEDGER``) in this kernel, as ``%config KoineMagics.replay`` does: SDK clients and
+    ``extract`` calls made in later cells follow it too, as they follow ``%koine connect
+    --local``. A mode that records or replays checks the ledger first; a refusal changes
+    nothing."""
+    try:
+        ctx.connection.use_replay(args.mode, args.ledger)
+    except KoineError as exc:
+        ctx.fail(exc)
+    mode = ctx.connection.replay_mode()
+    print(f"Replay: {ctx.connection.shown_replay()}: {_REPLAY_SAYS.get(mode, '')}".rstrip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +324,7 @@ Its traceback:
 @command(
     "fix", FixArgs, "explain the last failed cell (or cell N) and correct it", "%koine fix [N]"
 )
-def _fix(magics: MagicsContext, args: FixArgs) -> Any:
+def _fix(ctx: MagicsContext, args: FixArgs) -> Any:
     count: int | None = None
     if args.cell is not None:
         try:
@@ -368,17 +333,17 @@ def _fix(magics: MagicsContext, args: FixArgs) -> Any:
             raise UsageError(
                 f"%koine fix: N is a cell's execution count (got {args.cell!r})"
             ) from None
-    failure = magics.failures.get(count)
+    failure = ctx.failures.get(count)
     if failure is None:
         which = "No cell has failed" if count is None else f"Cell [{count}] did not fail"
         print(
             f"{which} in this kernel since the extension was loaded: nothing to fix, nothing sent."
         )
         return None
-    secrets = magics.connection.secrets()
+    secrets = ctx.connection.secrets()
     prompt = _FIX_PROMPT.format(
         count=failure.count,
         source=masked(failure.source, secrets),
         traceback=masked(failure.traceback, secrets),
     )
-    return ask(magics, parse(AskOptions, ["--no-interpolate"], "%koine fix"), prompt)
+    return ask(ctx, parse(AskOptions, ["--no-interpolate"], "%koine fix"), prompt)

@@ -10,46 +10,17 @@ refused, and URLs are shown with anything like credentials masked.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from koine_sdk import KoineError, SyncKoineClient, create_koine_sync
 
+from .settings import ENV_AUTH_KEY, ENV_BASE_URL, KoineSettings, shown_mode
+
 if TYPE_CHECKING:
     from koine_sdk.testing import LocalGateway
 
-from .settings import (
-    ENV_AUTH_KEY,
-    ENV_BASE_URL,
-    ENV_REPLAY,
-    REPLAY_CHOICES,
-    export_gateway,
-    replay_mode,
-    shown_mode,
-)
-
-__all__ = [
-    "ENV_AUTH_KEY",
-    "ENV_BASE_URL",
-    "ENV_REPLAY",
-    "REPLAY_CHOICES",
-    "Connection",
-    "Settings",
-    "check_url",
-    "shown_url",
-]
-
-
-class Settings(Protocol):
-    """Where the connection reads its settings (the magic's traitlets)."""
-
-    base_url: str
-    auth_key_env: str
-    model: str | None
-    timeout: float | None
-    max_retries: int
-    replay: str
-    ledger: str
+__all__ = ["Connection", "check_url", "shown_url"]
 
 
 def check_url(url: str, where: str = "the gateway URL") -> str:
@@ -101,20 +72,26 @@ def shown_url(url: str) -> str:
 
 
 class Connection:
-    """The client and the local gateway of one magic, for its current :class:`Settings`."""
+    """The client and the local gateway of one magic, for its current settings.
 
-    def __init__(self, settings: Settings) -> None:
+    The settings (:class:`~.settings.KoineSettings`) are read, never written, here: a change
+    (``%koine connect``, ``%koine replay``) goes through them, and they tell the connection to
+    close its client. The only environment variable read here is the key's.
+    """
+
+    def __init__(self, settings: KoineSettings) -> None:
         self._settings = settings
         self._client: SyncKoineClient | None = None
         self._client_key: tuple[Any, ...] | None = None
         self.local: LocalGateway | None = None
         self._local_key: str | None = None
+        settings.on_reconnect(self.reset)
 
     # -- what is configured --------------------------------------------------------------
 
     def base_url(self) -> str:
         """The URL in use: ``KoineMagics.base_url``, else ``$KOINE_BASE_URL``."""
-        return self._settings.base_url or os.environ.get(ENV_BASE_URL, "")
+        return self._settings.gateway_url()
 
     def shown_base_url(self) -> str:
         """The URL in use, safe to show (``"(no URL set)"`` when there is none)."""
@@ -126,10 +103,7 @@ class Connection:
     def replay_mode(self) -> str:
         """The replay mode in use: ``KoineMagics.replay``, else ``$KOINE_REPLAY``, else
         ``off`` (``on`` reads ``replay``; an unknown name is refused by the client)."""
-        mode = self._settings.replay.lower()
-        if mode == "auto":
-            mode = os.environ.get(ENV_REPLAY, "").strip().lower() or "off"
-        return replay_mode(mode)
+        return self._settings.replay_in_use()
 
     def shown_replay(self) -> str:
         """The replay mode and its ledger, for ``%koine status`` / ``%koine replay``."""
@@ -154,6 +128,10 @@ class Connection:
         """Whether the URL in use is the local gateway this connection started."""
         local = self.local
         return local is not None and self.base_url() == str(local.base_url)
+
+    def has_key(self) -> bool:
+        """Whether the key's variable is set (or the local gateway's key is in use)."""
+        return bool(self._auth_key(required=False))
 
     def key_state(self) -> str:
         """Where the key comes from, for ``%koine status`` (never the key)."""
@@ -196,12 +174,11 @@ class Connection:
                 "INVALID_CONFIG",
             )
         if base_url:
-            where = "KoineMagics.base_url" if self._settings.base_url else f"${ENV_BASE_URL}"
-            check_url(base_url, where)
+            check_url(base_url, self._settings.url_origin())
         key = self._auth_key(required=not strict)
         s = self._settings
         ledger = s.ledger or None
-        env_ledger = os.environ.get("KOINE_LEDGER")  # read by the client when ledger is None
+        env_ledger = s.environment_ledger()  # read by the client when ledger is None
         settings = (base_url, key, s.timeout, s.model, s.max_retries, mode, ledger, env_ledger)
         if self._client is None or self._client_key != settings:
             self.reset()
@@ -228,15 +205,31 @@ class Connection:
         if client is not None:
             client.close()
 
-    # -- connecting ------------------------------------------------------------------------
+    # -- changing it -----------------------------------------------------------------------
 
     def connect(self, url: str, key_env: str | None = None) -> None:
         """Use the gateway at ``url`` (checked first: nothing is stored if it is refused)."""
         url = check_url(url)
         self.stop_local()
         if key_env:
-            self._settings.auth_key_env = key_env
-        self._settings.base_url = url
+            self._settings.change(base_url=url, auth_key_env=key_env)
+        else:
+            self._settings.change(base_url=url)
+
+    def use_environment(self) -> bool:
+        """Use ``$KOINE_BASE_URL`` (and the key variable of the settings) if it is set;
+        ``False`` (nothing changed) if it is not."""
+        if not self._settings.environment_url():
+            return False
+        self.stop_local()
+        self._settings.change(base_url="")
+        return True
+
+    def use_replay(self, mode: str | None, ledger: str | None = None) -> None:
+        """``%koine replay``: the mode (``None``: unchanged) and the ledger file (``None``:
+        unchanged), checked first (a ``UsageError``, or ``KoineError`` for a ledger that cannot
+        be used: nothing changed), then exported to ``$KOINE_REPLAY`` / ``$KOINE_LEDGER``."""
+        self._settings.set_replay(mode, ledger)
 
     def start_local(self) -> str:
         """Start the local test gateway, use it, and point ``$KOINE_BASE_URL`` and
@@ -249,26 +242,15 @@ class Connection:
         self.local = gateway
         self._local_key = str(gateway.auth_key)
         url = str(gateway.base_url)
-        self._settings.base_url = url
-        export_gateway(url, self._local_key)
+        self._settings.use_local(url, self._local_key)
         return url
-
-    def use_environment(self) -> None:
-        """Use ``$KOINE_BASE_URL`` (and the key variable of the settings)."""
-        self.stop_local()
-        self._settings.base_url = ""
 
     def stop_local(self) -> None:
         local, key = self.local, self._local_key
         self.local, self._local_key = None, None
         if local is None:
             return
-        if self._settings.base_url == str(local.base_url):
-            self._settings.base_url = ""
-        if os.environ.get(ENV_BASE_URL) == str(local.base_url):
-            os.environ.pop(ENV_BASE_URL, None)
-        if key is not None and os.environ.get(ENV_AUTH_KEY) == key:
-            os.environ.pop(ENV_AUTH_KEY, None)
+        self._settings.drop_local(str(local.base_url), key)
         local.stop()
 
     def close(self) -> None:

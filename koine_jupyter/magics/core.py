@@ -1,25 +1,23 @@
 """``%%koine`` / ``%koine``: ask the Koine gateway from a notebook cell.
 
 One :class:`KoineMagics` instance per shell holds the settings (traitlets: ``%config
-KoineMagics.model = "haiku"``), the :class:`~.connection.Connection` (one sync client, reused;
-the local test gateway), the named sessions and the error renderer. The magic itself only tells
-a prompt from a subcommand and hands over: prompts to :func:`~.ask.ask`, subcommands to their
-handler in :data:`~.commands.COMMANDS`.
+KoineMagics.model = "haiku"``, declared and checked in :mod:`.settings`), the
+:class:`~.connection.Connection` (one sync client, reused; the local test gateway), the named
+sessions and the error renderer; it is the handlers' :class:`~.context.MagicsContext`. The
+magic itself only tells a prompt from a subcommand and hands over: prompts to
+:func:`~.ask.ask`, subcommands to their handler in :data:`~.commands.COMMANDS`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, observe
 
-from koine_sdk import KoineError, SyncKoineClient
+from koine_sdk import KoineError
 
 from .._sessions import SessionStore
-from ..views._frontend import DISPLAY_CHOICES
-from ..views._markdown import set_remote_images
 from .args import (
     AskOptions,
     format_help,
@@ -32,14 +30,11 @@ from .args import (
 )
 from .ask import ask
 from .commands import COMMANDS, Command
-from .connection import Connection, Settings
+from .connection import Connection
 from .errors import ErrorContext, ErrorRenderer
 from .failures import FailedCells
 from .metadata import ResultMetadata
-from .settings import ENV_AUTH_KEY, ENV_BASE_URL, REPLAY_CHOICES
-
-if TYPE_CHECKING:
-    from .ask import Prepared
+from .settings import DisplaySettings, KoineSettings
 
 __all__ = ["KoineMagics", "help_text"]
 
@@ -69,95 +64,60 @@ def help_text() -> str:
 
 
 @magics_class
-class KoineMagics(Magics):
-    """The ``%%koine`` cell magic and ``%koine`` line magic, configurable with ``%config``."""
-
-    base_url = Unicode(
-        "", help=f"The gateway's URL (empty: the {ENV_BASE_URL} environment variable)."
-    ).tag(config=True)
-    auth_key_env = Unicode(
-        ENV_AUTH_KEY,
-        help="The environment variable that holds the gateway's key (the key itself is "
-        "never stored in the notebook).",
-    ).tag(config=True)
-    model = Unicode(None, allow_none=True, help="Default model alias or name.").tag(config=True)
-    timeout = Float(
-        None, allow_none=True, help="Seconds to wait for the gateway (and for each event)."
-    ).tag(config=True)
-    display = CaselessStrEnum(
-        list(DISPLAY_CHOICES),
-        default_value="auto",
-        help="How answers are drawn while they stream: auto, widget, markdown (display "
-        "handles) or text. 'auto' honours the KOINE_DISPLAY environment variable.",
-    ).tag(config=True)
-    update_rate = Float(20.0, help="At most this many live updates a second.").tag(config=True)
-    max_retries = Integer(
-        0, help="Retries of a busy (429) gateway or a failed connection, per request."
-    ).tag(config=True)
-    interpolate = Bool(True, help="Fill {name} references in prompts.").tag(config=True)
-    replay = CaselessStrEnum(
-        list(REPLAY_CHOICES),
-        default_value="auto",
-        help="Answers from the ledger: off; record (ask the gateway, record every answer); on "
-        "(answer recorded requests from the ledger, ask and record the rest); strict (the "
-        "ledger only: an unrecorded request fails). 'auto' honours KOINE_REPLAY, else off.",
-    ).tag(config=True)
-    ledger = Unicode(
-        "",
-        help="The ledger file replay records to and answers from (empty: KOINE_LEDGER, else "
-        "the user cache folder).",
-    ).tag(config=True)
+class KoineMagics(Magics, KoineSettings):
+    """The ``%%koine`` cell magic and ``%koine`` line magic, configurable with ``%config``
+    (the settings, their checks and what a change does: :class:`~.settings.KoineSettings`)."""
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        # set before the traits: loading the configuration may already call the observers
+        super().__init__(shell=shell, **kwargs)
         self.sessions = SessionStore()
-        self.connection = Connection(cast(Settings, self))  # traits read as plain values
+        self.connection = Connection(self)
         self.errors = ErrorRenderer(self.connection.secrets)
         self.result_metadata = ResultMetadata()
         self.failures = FailedCells()
-        super().__init__(shell=shell, **kwargs)
 
-    remote_images = Bool(
-        False,
-        help="Load remote images in answers (off: shown as links, since loading an image URL "
-        "can send data out of the notebook). KOINE_REMOTE_IMAGES=1 turns it on too.",
-    ).tag(config=True)
-
-    @observe("remote_images")
-    def _remote_images_changed(self, change: Any) -> None:
-        set_remote_images(True if change["new"] else None)
-
-    @observe("base_url", "auth_key_env", "model", "timeout", "max_retries", "replay", "ledger")
-    def _settings_changed(self, change: Any) -> None:
-        self.connection.reset()
-
-    # -- what handlers use ------------------------------------------------------------------
+    # -- the handlers' context (MagicsContext) ------------------------------------------------
 
     @property
     def user_ns(self) -> dict[str, Any]:
         shell: Any = self.shell
         return cast(dict[str, Any], shell.user_ns) if shell is not None else {}
 
-    def resolved_base_url(self) -> str:
-        """The URL in use: ``base_url``, else ``KOINE_BASE_URL``."""
-        return self.connection.base_url()
+    @property
+    def settings(self) -> DisplaySettings:
+        return self.snapshot()
 
-    def client(self) -> SyncKoineClient:
-        """The sync client for the current settings (made once, reused)."""
-        return self.connection.client()
-
-    def error_context(self, prepared: Prepared | None = None) -> ErrorContext:
-        """What the advice for a failure may mention."""
-        return ErrorContext(
+    def fail(
+        self, exc: KoineError, *, resumed: str | None = None, schema: str | None = None
+    ) -> NoReturn:
+        """Raise ``exc``, drawn as a few lines with what to do."""
+        context = ErrorContext(
             key_env=self.connection.key_env(),
             base_url=self.connection.shown_base_url(),
-            resumed=prepared.resumed if prepared is not None else None,
-            schema=prepared.options.schema if prepared is not None else None,
+            resumed=resumed,
+            schema=schema,
         )
+        self.errors.fail(exc, context)
 
-    def fail(self, exc: KoineError) -> NoReturn:
-        """Raise ``exc``, drawn as a few lines with what to do."""
-        self.errors.fail(exc, self.error_context())
+    def interrupted(self, exc: KeyboardInterrupt, what: str) -> NoReturn:
+        """Re-raise Ctrl-C as one line saying ``what`` happened."""
+        self.errors.interrupted(exc, what)
+
+    def cell_value(
+        self, value: Any, metadata: dict[str, Any] | None = None, *, printed: bool = False
+    ) -> Any:
+        """The cell's value; its output tagged with ``metadata``; ``None`` if printed."""
+        shell: Any = self.shell
+        if printed and shell is not None:
+            # Text mode already printed the answer while it streamed: showing it again as the
+            # cell's value would repeat it, so only ``_`` and ``Out[n]`` get it.
+            shell.displayhook.update_user_ns(value)
+            return None
+        if metadata is not None:
+            self.result_metadata.attach(shell, value, metadata)
+        return value
+
+    # -- the extension's hooks ----------------------------------------------------------------
 
     def close(self) -> None:
         """Close the client and stop a local gateway started by ``%koine connect --local``."""

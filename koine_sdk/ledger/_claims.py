@@ -67,6 +67,14 @@ class Claims:
         with self._db("release claims") as db:
             _release(db, list(keys), owner)
 
+    def held(self, keys: Iterable[str]) -> dict[str, str]:
+        """The keys among ``keys`` with a live claim (not expired), and the owner of each."""
+        wanted = list(dict.fromkeys(keys))
+        if self.read_only or not wanted:
+            return {}
+        with self._db("read claims") as db:
+            return _live_claims(db, wanted, time.time())
+
     def wait_for(
         self, keys: Iterable[str], timeout: float, *, poll: float = 0.05
     ) -> dict[str, LedgerRecord]:

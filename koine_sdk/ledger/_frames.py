@@ -56,16 +56,18 @@ def runs_frame(raw: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
         record["prompt"] = p.get("prompt")
         record["schema"] = p.get("schema")
         record["model"] = p.get("model")
+        error = s.get("error")
+        record["error"] = error if isinstance(error, str) else None
         records.append(record)
     columns = ["run_id", "kind", "status", "started", "ended", "seconds", "rows", *_STATS]
-    columns += ["prompt", "schema", "model"]
+    columns += ["prompt", "schema", "model", "error"]
     df: Any = pd.DataFrame.from_records(records, columns=[c for c in columns if c != "seconds"])
     started, ended = _times(pd, df["started"]), _times(pd, df["ended"])
     df["seconds"] = (ended - started).dt.total_seconds().astype("Float64").round(3)
     df["started"], df["ended"] = started, ended
     for name in ("rows", *_STATS):
         df[name] = df[name].astype("Int64")
-    for name in ("run_id", "kind", "status", "prompt", "schema", "model"):
+    for name in ("run_id", "kind", "status", "prompt", "schema", "model", "error"):
         df[name] = df[name].astype("string")
     return df[columns].set_index("run_id")
 

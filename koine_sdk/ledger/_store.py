@@ -67,7 +67,6 @@ class Ledger(Claims):
         self._connections: list[sqlite3.Connection] = []
         self._shared: sqlite3.Connection | None = None
         self._pid = os.getpid()
-        self._known_blobs: set[str] = set()
         self._closed = False
         self.read_only = False  # set when the file can be read but not written (see _open)
         self._generation = 0  # bumped when the file was replaced: thread connections reopen
@@ -267,7 +266,6 @@ class Ledger(Claims):
             old, self._connections = self._connections, []
             self._generation += 1
             self._identity = None
-            self._known_blobs.clear()
         for conn in old:
             try:
                 conn.close()
@@ -380,13 +378,14 @@ class Ledger(Claims):
     # -- requests ---------------------------------------------------------------------------
 
     def _blob(self, db: sqlite3.Connection, digest: str | None, content: str | None) -> None:
-        if digest is None or content is None or digest in self._known_blobs:
+        # Written with every record (an ignored insert when present): another process may have
+        # cleared the ledger since this one last wrote the blob, so no memory of "already there".
+        if digest is None or content is None:
             return
         db.execute(
             "INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)",
             (digest, storable(content)),
         )
-        self._known_blobs.add(digest)
 
     def record(
         self,
@@ -510,7 +509,6 @@ class Ledger(Claims):
             db.execute("DELETE FROM requests")
             db.execute("DELETE FROM runs")
             db.execute("DELETE FROM blobs")
-        self._known_blobs.clear()
 
     # -- reading ----------------------------------------------------------------------------
 

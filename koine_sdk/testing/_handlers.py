@@ -95,6 +95,8 @@ class Handlers:
         if request.method not in ("GET", "HEAD"):
             return error_response(404, "Not found")  # /health skips auth whatever the method
         s, state = self.state.settings, self.state
+        if s.health_status is not None:  # a proxy in front answers for the gateway
+            return fault_response(Fault.http_error(s.health_status, "html"))
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         payload: dict[str, Any] = {
             "status": "healthy" if s.healthy else "unhealthy",

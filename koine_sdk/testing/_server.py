@@ -48,6 +48,7 @@ class LocalGateway:
         healthy: bool = True,
         events_per_chunk: int = 1,
         report_concurrency: bool = True,
+        health_status: int | None = None,
     ) -> None:
         settings = GatewaySettings(
             auth_key=auth_key or GatewaySettings.new_key(),
@@ -61,6 +62,7 @@ class LocalGateway:
             healthy=healthy,
             events_per_chunk=events_per_chunk,
             report_concurrency=report_concurrency,
+            health_status=health_status,
         )
         self.host = host
         self._requested_port = port
@@ -224,7 +226,7 @@ class LocalGateway:
         """Change settings at runtime: ``max_streaming``, ``max_nonstreaming``,
         ``allowed_tools``, ``disallowed_tools``, ``chunk_delay``, ``first_byte_delay``,
         ``strict_sessions``, ``healthy``, ``events_per_chunk``, ``report_concurrency``,
-        ``auth_key``. Applies to
+        ``health_status``, ``auth_key``. Applies to
         requests that arrive after."""
         return self._state.configure(**changes)
 

@@ -27,7 +27,9 @@ class GatewaySettings:
     separates them: not what the real gateway does (one chunk per event), but a proxy may, and it
     lifts the server's event rate for benchmarks that measure a client's parser.
     ``report_concurrency=False`` leaves the ``concurrency`` block out of ``/health`` (a gateway
-    version or a proxy that does not tell its limits).
+    version or a proxy that does not tell its limits). ``health_status=502`` (any status) makes
+    ``/health`` answer that status with a proxy's HTML page, as when the gateway behind a proxy
+    is down (``[[status=502]]`` does the same to one generation request).
     """
 
     auth_key: str
@@ -41,6 +43,7 @@ class GatewaySettings:
     healthy: bool = True
     events_per_chunk: int = 1
     report_concurrency: bool = True
+    health_status: int | None = None
 
     @staticmethod
     def new_key() -> str:

@@ -266,6 +266,26 @@ def test_distributed_progress_follows_the_extraction(
     assert persisted.compute()["error"].isna().all()
 
 
+def test_partitions_holding_the_same_texts_pay_each_text_once(
+    dask_client: Client, gateways: list[LocalGateway], tmp_path: Path
+) -> None:
+    """4 partitions on 2 worker processes each hold the same 10 texts (issue 21: 40 calls): the
+    partitions claim each key in the shared ledger and wait for each other's answers."""
+    same = [f"text {i} shared [[delay=0.2]]" for i in range(10)]
+    source = pd.Series(same * 4, index=pd.Index(range(40), name="id"), name="text")
+    out = extract(
+        dd.from_pandas(source, npartitions=4),
+        Place,
+        client=configs_of(gateways),
+        ledger=ledger_file(tmp_path),
+    )
+    computed = out.compute()
+    assert computed["error"].isna().all()
+    assert object_requests(gateways) == 10  # each distinct text once, whichever partition asked
+    counts = computed["answer_from"].value_counts().to_dict()
+    assert counts == {"request": 10, "ledger": 30}
+
+
 @pytest.mark.slow
 def test_1000_rows_on_2_workers_and_2_gateways_every_row_once_within_the_limits(
     dask_client: Client, gateways: list[LocalGateway], tmp_path: Path

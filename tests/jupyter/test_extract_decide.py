@@ -9,6 +9,7 @@ import pytest
 
 from koine_jupyter.extraction._decide import (
     DEFAULT_429_WAIT,
+    ROW_BACKOFF,
     ROW_CONNECTION_FAILURES,
     Decision,
     Done,
@@ -65,17 +66,35 @@ def test_429s_past_max_retries_fail_the_row_unrecorded() -> None:
     assert decision.row == Fail(exc, record=False) and decision.replica == "cool"
 
 
-def test_connection_trouble_requeues_at_the_back_avoiding_the_gateway() -> None:
+def test_connection_trouble_requeues_at_the_back_after_a_short_back_off() -> None:
     decision = decide(replace(BASE, error=error("NETWORK_ERROR")))
-    assert decision == Decision(Requeue(front=False, avoid=True), "connection", isolated=True)
+    again = Requeue(front=False, avoid=True, delay=ROW_BACKOFF)
+    assert decision == Decision(again, "connection", isolated=True)
+    later = decide(replace(BASE, error=error("HTTP_ERROR", 502), isolated_failures=2))
+    assert later.row == Requeue(front=False, avoid=True, delay=ROW_BACKOFF * 4)  # doubles
     during_outage = decide(replace(BASE, error=error("NETWORK_ERROR"), healthy_when_sent=False))
     assert not during_outage.isolated  # an outage is the gateway's fault, not the row's
+    assert during_outage.row == Requeue(front=False, avoid=True)  # probes wait for the gateway
+    elsewhere = decide(replace(BASE, error=error("NETWORK_ERROR"), untried_replica=True))
+    assert elsewhere.row == Requeue(front=False, avoid=True)  # another gateway: no back-off
 
 
-def test_a_row_that_keeps_breaking_a_healthy_connection_fails() -> None:
-    exc = error("NETWORK_ERROR")
+@pytest.mark.parametrize(("code", "status"), [("NETWORK_ERROR", None), ("HTTP_ERROR", 502)])
+def test_a_row_that_keeps_failing_on_a_reachable_gateway_fails_as_its_own_fault(
+    code: str, status: int | None
+) -> None:
+    exc = error(code, status)
     decision = decide(replace(BASE, error=exc, isolated_failures=ROW_CONNECTION_FAILURES))
-    assert decision.row == Fail(exc, record=False)
+    assert isinstance(decision.row, Fail) and not decision.row.record
+    failed = decision.row.error
+    assert isinstance(failed, KoineError)
+    assert (failed.code, failed.status) == (code, status)  # the row keeps its own error
+    attempts = ROW_CONNECTION_FAILURES + 1
+    assert f"{code} happened (this row failed on each of its {attempts} attempts" in (
+        failed.message
+    )
+    assert "not of the gateway" in failed.message
+    assert decision.replica == "connection"  # the gateway's health is still checked
     waited = decide(
         replace(
             BASE,

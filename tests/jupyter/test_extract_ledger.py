@@ -6,6 +6,7 @@ Every test records to a ledger file of its own (``tests/conftest.py`` sets ``KOI
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from koine_jupyter.extraction import estimate, extract, history, retry_failed
+from koine_jupyter.extraction import BudgetExceededError, estimate, extract, history, retry_failed
 from koine_sdk import KoineConfig, KoineError, SyncKoineClient, create_koine_sync
 from koine_sdk.ledger import Ledger, LedgerWarning, open_ledger
 from koine_sdk.testing import LocalGateway
@@ -235,6 +236,10 @@ def test_sample_with_a_budget_stops_before_spending_it(
         extract(texts, Item, client=client, sample=4, max_tokens=500, progress="text")
     assert info.value.code == "BUDGET_EXCEEDED"
     assert "projected" in info.value.message
+    # a typed error carrying the projection (not an attribute stuck on afterwards)
+    assert isinstance(info.value, BudgetExceededError)
+    assert info.value.estimate.total_tokens > 500
+    assert pickle.loads(pickle.dumps(info.value)).estimate == info.value.estimate
     assert object_requests(gw) == 4  # the sample only
     df = extract.__dict__["last_result"]
     assert df["error"].isna().sum() == 4

@@ -171,7 +171,7 @@ def test_replay_command_status_and_config(
     assert magics_of(ip).replay == "on" and magics_of(ip).ledger == str(ledger)
     assert _run(ip, "%koine --quiet Kept beside the notebook").success
     assert ledger.exists()
-    with pytest.raises(UsageError, match="on, off, record or strict"):
+    with pytest.raises(UsageError, match="takes off, record, on or strict"):
         ip.run_line_magic("koine", "replay sometimes")
     # a prompt that starts with the word: more words than the subcommand takes
     assert _run(ip, "%koine --quiet --out answer replay the last match for me").success

@@ -93,3 +93,18 @@ def test_an_answer_keeps_the_model_that_answered_it(tmp_path: Path) -> None:
         book.record(named, "named", status="ok", answer="b", answered_by="sonnet")
         book.record(SHAPE, "unknown", status="ok", answer="c")
         assert list(book.rows()["model"].astype(object).fillna("-")) == ["sonnet", "haiku", "-"]
+
+
+def test_held_names_the_live_claims_and_their_owners(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "h.sqlite3") as book:
+        book.claim(["a", "b"], "run-1", ttl=30)
+        book.claim(["c"], "run-2", ttl=0.05)
+        assert book.held(["a", "b", "c", "d"]) in (
+            {"a": "run-1", "b": "run-1", "c": "run-2"},
+            {"a": "run-1", "b": "run-1"},  # run-2's claim may already have expired
+        )
+        time.sleep(0.1)
+        assert book.held(["a", "c", "d"]) == {"a": "run-1"}  # expired and absent keys: none
+        book.release(["a"], "run-1")
+        assert book.held(["a", "b"]) == {"b": "run-1"}
+        assert book.held([]) == {}

@@ -113,3 +113,17 @@ def test_creating_a_ledger_never_opens_the_file_another_thread_may_hold(
     assert sorted(p.name for p in path.parent.iterdir()) == ["l.sqlite3"]  # no temporary left
     _files.create_private(path)  # an existing ledger is left alone, never opened
     assert str(path) not in opened
+
+
+def test_the_system_prompt_survives_a_clear_by_another_process(tmp_path: Path) -> None:
+    """``history()`` lost the system prompt of later rows once another process had cleared
+    the ledger (this one remembered having stored it)."""
+    path = tmp_path / "l.sqlite3"
+    shape = RequestShape.of(PATH, {"prompt": "x", "system": "Be brief."})
+    with Ledger(path) as mine, Ledger(path) as other:  # two objects: two processes' views
+        mine.record(shape, "first", status="ok", answer="a")
+        other.clear()
+        mine.record(shape, "second", status="ok", answer="b")
+        rows = mine.rows()
+    assert rows["prompt"].tolist() == ["second"]
+    assert rows["system"].tolist() == ["Be brief."]

@@ -185,8 +185,8 @@ class PartitionJob:
         except KoineError as exc:
             cause = run.fatal or exc
             raise KoineError(
-                f"extract stopped in partition {number}: {cause.message} (nothing more was sent; "
-                "every answer so far is in the ledger: compute again to resume)",
+                f"{call.verb.name} stopped in partition {number}: {cause.message} (nothing more "
+                "was sent; every answer so far is in the ledger: compute again to resume)",
                 cause.code,
                 status=cause.status,
             ) from None

@@ -249,6 +249,7 @@ class Run(SharedRun, Outcomes):
         """Run every queued row; return the frame (kept in ``final`` also when raising)."""
         self._wake = asyncio.Event()
         self._started = time.monotonic()
+        verb = self._verb.name  # what the messages call the run: extract, classify, generate
         message: str | None = None
         status = "done"
         upkeep = asyncio.get_running_loop().create_task(self._keep_claims())
@@ -274,12 +275,12 @@ class Run(SharedRun, Outcomes):
                     self._interrupted = True
                     left = self._rows.remaining
                     self._rows.finish_all(
-                        self._rows.unfinished(), "INTERRUPTED: the extraction was interrupted"
+                        self._rows.unfinished(), f"INTERRUPTED: the {verb} was interrupted"
                     )
                     message = (
                         f"Interrupted: {self._rows.done} of {self._rows.n} rows done, {left} "
                         "unfinished (error INTERRUPTED). The partial frame is in "
-                        "koine_jupyter.extract.last_result."
+                        f"koine_jupyter.{verb}.last_result."
                     )
                 raise
             finally:
@@ -306,8 +307,8 @@ class Run(SharedRun, Outcomes):
             self._finished_event.set()
         if self._fatal is not None:
             raise KoineError(
-                f"extract stopped: {self._fatal.message} ({self._rows.done} rows done; nothing "
-                "more was sent; the frame is in koine_jupyter.extract.last_result)",
+                f"{verb} stopped: {self._fatal.message} ({self._rows.done} rows done; nothing "
+                f"more was sent; the frame is in koine_jupyter.{verb}.last_result)",
                 self._fatal.code,
                 self._fatal.raw_text,
                 status=self._fatal.status,

@@ -157,7 +157,7 @@ def test_a_key_revoked_mid_run_keeps_the_rows_done(koine_gateway_factory: Factor
     def revoke() -> None:
         g.wait_for_requests(10, timeout=30)
         g.configure(auth_key="rotated")
-        at_revoke.append(len(g.requests))
+        at_revoke.append(object_requests(g))
 
     revoker = threading.Thread(target=revoke)
     revoker.start()
@@ -168,9 +168,22 @@ def test_a_key_revoked_mid_run_keeps_the_rows_done(koine_gateway_factory: Factor
         finally:
             revoker.join()
     assert info.value.code == "AUTH_INVALID"
-    # After the key changed: the requests sent while the first 403 travelled back, no more.
-    assert len(g.requests) - at_revoke[0] <= 2
+    # After the key changed: the requests sent while the first 403 travelled back (one per
+    # slot), no more. (Counted as /generate-object requests: a /health check is not a row.)
+    assert object_requests(g) - at_revoke[0] <= 2
     df = extract.__dict__["last_result"]
     done = int(df["error"].isna().sum())
     assert done >= 5
     assert len(history("last", status="ok")) == done  # what was paid is in the ledger
+
+
+def test_a_fatal_stop_names_the_verb_that_ran(koine_gateway_factory: Factory) -> None:
+    from koine_jupyter import classify
+
+    g = koine_gateway_factory()
+    with create_koine_sync(base_url=g.base_url, auth_key="wrong-key") as c:
+        with pytest.raises(KoineError) as info:
+            classify(["a", "b"], ["x", "y"], client=c, progress=False)
+    assert info.value.message.startswith("classify stopped: ")
+    assert "koine_jupyter.classify.last_result" in info.value.message
+    assert len(classify.__dict__["last_result"]) == 2

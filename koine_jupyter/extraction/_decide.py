@@ -155,11 +155,11 @@ def decide(facts: Facts) -> Decision:
         if failures > ROW_CONNECTION_FAILURES:
             fault = row_fault(error, failures)
             return Decision(Fail(fault, record=False), "connection", isolated=isolated)
-        # the back-off is for asking the same gateway again: another one is asked with no wait
-        # (its answer tells whose fault it was)
+        # the back-off is for asking the same gateway again: another one is asked next, with no
+        # wait (its answer tells whose fault it was, before many more rows are sent here)
         backoff = isolated and not facts.untried_replica
         delay = ROW_BACKOFF * 2 ** (failures - 1) if backoff else 0.0
-        again = Requeue(front=False, avoid=True, delay=delay)
+        again = Requeue(front=facts.untried_replica, avoid=True, delay=delay)
         return Decision(again, "connection", isolated=isolated)
     if isinstance(error, KoineError) and error.code == "REPLAY_MISS":
         return Decision(Fail(error, record=False), "none")  # nothing was sent

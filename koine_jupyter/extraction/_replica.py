@@ -79,6 +79,7 @@ class Replica:
         self.last_error: str | None = None
         self.checking = False  # a /health check is under way
         self.misfits = 0  # rows that failed here, then were answered by another gateway
+        self.failing = 0  # requests in a row that did not get through (0 after a success)
         # counters
         self.sent = 0
         self.ok = 0
@@ -122,6 +123,7 @@ class Replica:
     def on_success(self, sent_at: float = math.inf) -> None:
         self.ok += 1
         self.misfits = 0
+        self.failing = 0
         if not self._recovered(sent_at):
             return
         if self.window < self.ceiling:
@@ -146,6 +148,7 @@ class Replica:
     def on_failed_request(self, message: str) -> None:
         """A request did not get through (whose fault it is, the health check tells)."""
         self.failed_connections += 1
+        self.failing += 1
         self.last_error = message
 
     def on_misfit(self, others_alive: bool) -> None:

@@ -342,10 +342,24 @@ class Run(SharedRun, Outcomes):
         return spent + len(self._inflight) * spent / finished >= limits.max_tokens
 
     def _pick(self, unit: Unit, now: float) -> Replica | None:
+        """The gateway for ``unit``: one it has not failed on (it waits for one), with the most
+        free slots. A
+        gateway whose last request did not get through takes one request at a time while
+        another gateway gets through (a proxy failing every request there would otherwise
+        take the first attempt of most rows: its failures free its slots at once)."""
         best: Replica | None = None
         best_score: tuple[int, int] = (0, 0)
+        healthy = any(not r.dead and not r.failing for r in self._replicas)
+        # a row that failed on a gateway waits for another one that is up (even if busy)
+        elsewhere = any(
+            not r.dead and not r.in_outage and r.number not in unit.avoid for r in self._replicas
+        )
         for r in self._replicas:
+            if elsewhere and r.number in unit.avoid:
+                continue
             free = r.capacity(now)
+            if r.failing and healthy:
+                free = min(free, 1 - r.active)
             if free <= 0:
                 continue
             score = (0 if r.number in unit.avoid else 1, free)

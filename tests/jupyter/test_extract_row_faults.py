@@ -117,5 +117,7 @@ def test_a_gateway_that_fails_rows_another_answers_is_taken_out(
     first, second = df.attrs["koine"]["gateways"]
     assert first["taken_out"] and not second["taken_out"]
     assert first["ok"] == 0 and second["ok"] == n
-    # out before the end (its failures are instant, so it saw about half the rows first)
-    assert first["sent"] < n * 3 // 4
+    # Out early: a failed row goes to the other gateway next (its answer there is the proof),
+    # and a gateway whose last request failed takes one at a time meanwhile. It took the first
+    # attempt of 60-80% of the rows before; measured 8 of 400 now.
+    assert first["sent"] <= 20

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from koine_sdk import KoineError
@@ -193,17 +193,6 @@ def _answers(ledger: Ledger, units: Sequence[Unit]) -> dict[str, LedgerRecord]:
             if record is not None and record.ok:
                 out[unit.key] = record
                 break
-    return out
-
-
-def units_to_claim(queue: Iterable[Unit], limit: int) -> list[Unit]:
-    """The first ``limit`` units of ``queue`` not claimed yet."""
-    out: list[Unit] = []
-    for unit in queue:
-        if len(out) >= limit:
-            break
-        if not unit.claimed:
-            out.append(unit)
     return out
 
 
